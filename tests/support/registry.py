@@ -1,0 +1,120 @@
+"""Start real `docker-registry` processes (Debian's CNCF distribution) on loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    import bcrypt
+
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    return f"{user}:{hashed}\n"
+
+
+@dataclass
+class RegistryProcess:
+    """One running docker-registry. `host` is `127.0.0.1:PORT`, as used in references."""
+
+    port: int
+    root: Path
+    proc: subprocess.Popen
+    user: str = ""
+    password: str = field(default="", repr=False)
+    log_path: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def session(self) -> requests.Session:
+        sess = requests.Session()
+        if self.user:
+            sess.auth = (self.user, self.password)
+        return sess
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_registry(
+    *, user: str = "", password: str = "", validation_disabled: bool = False
+) -> RegistryProcess:
+    """Filesystem storage in a temp dir, delete enabled, optional htpasswd basic auth."""
+    root = Path(tempfile.mkdtemp(prefix="regbot-registry-"))
+    port = free_port()
+    auth = ""
+    if user:
+        htpasswd = root / "htpasswd"
+        htpasswd.write_text(htpasswd_line(user, password))
+        auth = f"auth:\n  htpasswd:\n    realm: basic-realm\n    path: {htpasswd}\n"
+    validation = "validation:\n  disabled: true\n" if validation_disabled else ""
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+        "storage:\n"
+        f"  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        "  maintenance:\n    uploadpurging:\n      enabled: false\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: regbot-test-secret\n"
+        + auth
+        + validation
+    )
+    log_path = root / "registry.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [REGISTRY_BINARY, "serve", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    registry = RegistryProcess(port, root, proc, user, password, log_path)
+    try:
+        wait_for_port(port, proc=proc)
+    except RuntimeError:
+        registry.stop()
+        raise
+    return registry
