@@ -50,3 +50,55 @@ def repo(request) -> str:
     base = request.node.name.lower()
     cleaned = "".join(c if c.isalnum() else "-" for c in base).strip("-")[:40].strip("-")
     return f"test/{cleaned or 'repo'}-{os.getpid()}-{next(_counter)}"
+
+
+# --- fake fronts and the in-memory registry (tests/support/fronts.py, memregistry.py) ---
+
+
+@pytest.fixture
+def token_front_factory(registry):
+    """Make TokenAuthFront(upstream=registry, **kw) fronts; all stopped after the test.
+
+    Call as `token_front_factory(rate_limit=3)` or `token_front_factory(other, user=...)`."""
+    from tests.support.fronts import TokenAuthFront
+
+    fronts = []
+
+    def make(upstream=None, **kw):
+        front = TokenAuthFront(upstream if upstream is not None else registry, **kw)
+        fronts.append(front)
+        return front
+
+    yield make
+    for front in fronts:
+        front.stop()
+
+
+@pytest.fixture
+def token_front(token_front_factory):
+    """Docker Hub-like token auth (user `alice`, password `s3cret-Pa55`) before `registry`."""
+    return token_front_factory()
+
+
+@pytest.fixture
+def fault_front(registry):
+    """A FaultFront before `registry` (`.add(method, path_regex, kind, times, **kw)`)."""
+    from tests.support.fronts import FaultFront
+
+    front = FaultFront(registry)
+    yield front
+    front.stop()
+
+
+@pytest.fixture
+def mem_registry():
+    """An in-memory OCI 1.1 registry (referrers API, pagination, tag delete) of its own."""
+    from tests.support.memregistry import MemRegistry
+
+    reg = MemRegistry()
+    yield reg
+    reg.stop()
+
+
+# A real redis-server for the session (tests/support/redis_server.py).
+from tests.support.redis_server import redis_server  # noqa: E402, F401
