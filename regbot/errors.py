@@ -105,3 +105,11 @@ class ScriptError(RegbotError):
 
 class ScriptTimeout(ScriptError):
     """A script ran past its timeout."""
+
+
+class LimitError(RegbotError):
+    """The store behind regbot/limits.py (Redis, or the embedded fakeredis) failed."""
+
+
+class LimitTimeout(LimitError):
+    """Waiting for a request slot, lock or blob claim ran past its deadline."""

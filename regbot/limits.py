@@ -1,0 +1,641 @@
+"""All cluster-shared state of regbot: request slots, request rates, locks, blob claims.
+
+Everything lives in one Redis under one key prefix and changes only through the Lua scripts
+below or single atomic commands, so threads, processes and a whole Celery cluster agree.
+Embedded runs (no store URL) use this very code on an in-process fakeredis server.
+
+- Holders are random owner tokens (uuid4): a release frees only what that token holds and
+  can be repeated safely; acquire scripts are idempotent per token, so a command retried
+  after a lost reply does not take a second slot.
+- Everything held is a lease with a TTL that a background thread of the holder renews; a
+  holder that dies stops renewing and its slots, locks and claims expire on their own.
+- Times inside scripts come from the server (TIME), so hosts with skewed clocks agree.
+- Keys hold only host names, repository names, digests and script names, never credentials.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from regbot.errors import LimitError, LimitTimeout
+from regbot.types.ratelimit import RateLimit
+
+__all__ = [
+    "BlobClaim",
+    "LimitError",
+    "LimitTimeout",
+    "Limits",
+    "Lock",
+    "embedded_store",
+    "store_from_url",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "regbot"
+DEFAULT_LEASE = 30.0  # seconds a slot outlives a holder that stopped renewing it
+RATELIMIT_TTL = 6 * 3600  # registries count pulls over 6 h windows (RateLimit-Limit w=21600)
+
+# Waiting polls the store with jittered, doubling pauses between these bounds; a release made
+# by this process wakes its local waiters at once.
+_POLL_MIN = 0.01
+_POLL_MAX = 0.2
+
+# --- Lua scripts -----------------------------------------------------------------------
+
+SEMAPHORE_ACQUIRE = """
+-- KEYS[1]: semaphore, a sorted set of owner tokens scored by lease expiry (ms, server clock)
+-- ARGV[1]: owner token  ARGV[2]: slot limit  ARGV[3]: lease in ms
+-- Drops expired leases, then takes a slot if fewer than ARGV[2] are held. A token that
+-- already holds a slot just gets a fresh lease (this is also the renewal).
+-- Returns 1 when the token holds a slot, 0 when all slots are taken.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < lease then
+  redis.call('PEXPIRE', KEYS[1], lease)
+end
+return 1
+"""
+
+RATE_RESERVE = """
+-- KEYS[1]: theoretical arrival time of the next request (GCRA, µs, server clock)
+-- ARGV[1]: emission interval in µs (1e6 / requests per second)
+-- ARGV[2]: longest acceptable wait in µs, -1 for any
+-- Reserves the next start time, one interval after the previous one (no burst), and
+-- returns the µs to wait before starting (0: now). Returns -1 and reserves nothing when
+-- the wait would exceed ARGV[2].
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then
+  tat = now
+end
+local wait = tat - now
+local longest = tonumber(ARGV[2])
+if longest >= 0 and wait > longest then
+  return -1
+end
+local after = tat + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%d', after),
+           'PX', math.floor((after - now) / 1000) + 1000)
+return wait
+"""
+
+LOCK_ACQUIRE = """
+-- KEYS[1]: lock key  ARGV[1]: owner token  ARGV[2]: ttl in ms
+-- Takes a free lock; a lock the token already holds gets its ttl reset.
+-- Returns 1 when the token holds the lock, else 0.
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+LOCK_EXTEND = """
+-- KEYS[1]: lock key  ARGV[1]: owner token  ARGV[2]: ttl in ms
+-- Extend-to: the lease ends ARGV[2] ms from now, only while the token still holds it.
+-- Returns 1 when extended, 0 when the lock is gone or held by another token.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+LOCK_RELEASE = """
+-- KEYS[1]: lock key  ARGV[1]: owner token
+-- Deletes the lock only while the token holds it. Returns 1 when deleted, else 0.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+# --- stores ----------------------------------------------------------------------------
+
+_embedded: redis.Redis | None = None
+_embedded_guard = threading.Lock()
+
+
+def embedded_store() -> redis.Redis:
+    """The process-wide client on an in-process fakeredis server (embedded runs)."""
+    global _embedded
+    with _embedded_guard:
+        if _embedded is None:
+            import fakeredis  # only embedded runs pay for it
+
+            _embedded = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        return _embedded
+
+
+def store_from_url(url: str | None, *, retries: int = 6) -> redis.Redis:
+    """A client for `redis://…`/`rediss://…`/`unix://…`; None or "" gives embedded_store().
+
+    Connection failures are retried with exponential backoff (about 5 s in all with the
+    default `retries`), enough to ride out a Redis restart or a failover.
+    """
+    if not url:
+        return embedded_store()
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def describe_store(store: redis.Redis) -> str:
+    """Where a store lives, for messages: host, port and db only (never user or password)."""
+    pool = getattr(store, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", {}) or {}
+    if "server" in kwargs:
+        return "embedded"
+    if kwargs.get("path"):
+        return f"unix:{kwargs['path']}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+# --- keys ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """Every key regbot uses, all under one prefix."""
+
+    prefix: str
+
+    def _join(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def request_slots(self, host: str) -> str:
+        return self._join("slots", "req", host)
+
+    def heavy_slots(self) -> str:
+        return self._join("slots", "heavy")
+
+    def request_rate(self, host: str) -> str:
+        return self._join("rate", host)
+
+    def lock(self, name: str) -> str:
+        return self._join("lock", name)
+
+    def blob(self, repo_key: str, digest: str) -> str:
+        return self._join("blob", repo_key, digest)
+
+    def ratelimit(self, key: str) -> str:
+        return self._join("ratelimit", key)
+
+    def once(self, key: str) -> str:
+        return self._join("once", key)
+
+
+# --- public API ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlobClaim:
+    """The right to transfer one digest into one repository.
+
+    `waited` is True when another holder had it first: the caller should re-check the
+    target (HEAD) and skip the transfer if it is there now.
+    """
+
+    repo_key: str
+    digest: str
+    waited: bool
+
+
+class Limits:
+    """Cluster-wide slots, rates, locks and claims on one store; safe to share between threads."""
+
+    def __init__(
+        self, store: redis.Redis, prefix: str = DEFAULT_PREFIX, *, lease: float = DEFAULT_LEASE
+    ) -> None:
+        if lease <= 0:
+            raise ValueError("lease must be positive")
+        self.prefix = prefix
+        self.keys = _Keys(prefix)
+        self.lease = lease
+        self._store = store
+        self._where = describe_store(store)
+        self._semaphore_script = store.register_script(SEMAPHORE_ACQUIRE)
+        self._rate_script = store.register_script(RATE_RESERVE)
+        self._acquire_script = store.register_script(LOCK_ACQUIRE)
+        self._extend_script = store.register_script(LOCK_EXTEND)
+        self._release_script = store.register_script(LOCK_RELEASE)
+        self._renewer = _Renewer()
+        self._wakeups = _Wakeups()
+
+    def __repr__(self) -> str:
+        return f"Limits(store={self._where!r}, prefix={self.prefix!r})"
+
+    # slots and rates
+
+    @contextmanager
+    def request_slot(
+        self, host: str, concurrent: int, per_sec: float, timeout: float | None = None
+    ) -> Iterator[None]:
+        """Hold one of `concurrent` request slots for `host` (<= 0: no limit) and start no
+        sooner than the shared `per_sec` pace allows (<= 0: any rate). The slot is taken
+        first, so starts stay evenly spaced however long slots were queued for.
+        Raises LimitTimeout when both cannot be had within `timeout` seconds."""
+        deadline = _Deadline(timeout)
+        key = self.keys.request_slots(host)
+        with self._slot(key, concurrent, deadline, f"request slot for {host}"):
+            if per_sec > 0:
+                self._pace(host, per_sec, deadline)
+            yield
+
+    @contextmanager
+    def heavy_slot(self, parallel: int, timeout: float | None = None) -> Iterator[None]:
+        """Hold one of `parallel` cluster-wide slots for heavy work (image copies)."""
+        with self._slot(self.keys.heavy_slots(), parallel, _Deadline(timeout), "heavy slot"):
+            yield
+
+    # locks and claims
+
+    def lock(self, name: str, ttl: float) -> Lock:
+        """A lock named `name` (a script name, say) whose lease lasts `ttl` seconds."""
+        return Lock(self, self.keys.lock(name), name, ttl)
+
+    @contextmanager
+    def blob_claim(
+        self, repo_key: str, digest: str, ttl: float = 300, timeout: float | None = None
+    ) -> Iterator[BlobClaim]:
+        """One transfer of `digest` into `repo_key` at a time, cluster-wide. Blocks while
+        another holder has it (until it releases or its lease lapses); the lease is renewed
+        while held. Raises LimitTimeout after `timeout` seconds of waiting."""
+        name = f"{repo_key}@{digest}"
+        lock = Lock(self, self.keys.blob(repo_key, digest), name, ttl)
+        deadline = _Deadline(timeout)
+        try:
+            waited = not lock.acquire()
+            if waited and not lock.acquire(blocking=True, timeout=deadline.remaining()):
+                raise LimitTimeout(
+                    f"blob claim {name}: another transfer still held it after {timeout:g}s"
+                )
+            lock.keep_alive()
+            yield BlobClaim(repo_key, digest, waited)
+        finally:
+            lock.release()
+
+    def once_per(self, key: str, ttl: float) -> bool:
+        """True for the first caller only until `ttl` seconds pass (one beat fires a
+        scheduled run, not two: key like "beat:<script>:<scheduled timestamp>")."""
+        return self._lock_acquire(self.keys.once(key), uuid.uuid4().hex, _ms(ttl))
+
+    # registry rate-limit headers
+
+    def record_ratelimit(self, key: str, rl: RateLimit) -> None:
+        """Keep the last RateLimit seen for `key` (a registry host) until its window resets."""
+        ttl = rl.reset if rl.reset > 0 else RATELIMIT_TTL
+        body = json.dumps(rl.to_dict(), separators=(",", ":"))
+        self._call(self._store.set, self.keys.ratelimit(key), body, ex=ttl)
+
+    def last_ratelimit(self, key: str) -> RateLimit | None:
+        raw = self._call(self._store.get, self.keys.ratelimit(key))
+        if raw is None:
+            return None
+        try:
+            return RateLimit.from_dict(json.loads(raw))
+        except (ValueError, TypeError, AttributeError):
+            log.warning("ignoring an unreadable rate limit record for %s", key)
+            return None
+
+    # internals shared by the pieces above
+
+    def _call(self, fn: Callable, *args, **kwargs):
+        """Run one store command or script; store failures become a one-line LimitError."""
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise LimitError(f"limits store {self._where}: {detail}") from exc
+
+    def _wait(self, attempt: Callable[[], bool], wake_key: str, deadline: _Deadline) -> bool:
+        """Call `attempt` until it succeeds (True) or the deadline passes (False)."""
+        delay = _POLL_MIN
+        while not attempt():
+            remaining = deadline.remaining()
+            if remaining is not None and remaining <= 0:
+                return False
+            pause = delay * random.uniform(0.5, 1.0)  # jitter: waiters don't poll in step
+            if remaining is not None:
+                pause = min(pause, remaining)
+            self._wakeups.wait(wake_key, pause)
+            delay = min(delay * 2, _POLL_MAX)
+        return True
+
+    @contextmanager
+    def _slot(self, key: str, limit: int, deadline: _Deadline, what: str) -> Iterator[None]:
+        if limit <= 0:
+            yield
+            return
+        hold = _SlotHold(self, key, limit)
+        try:
+            acquired = self._wait(hold.try_acquire, key, deadline)
+        except BaseException:
+            hold.release()  # the script may have run before its reply was lost
+            raise
+        if not acquired:
+            raise LimitTimeout(f"{what}: all {limit} taken for {deadline.timeout:g}s")
+        job = self._renewer.add(self.lease / 3, hold.renew)
+        try:
+            yield
+        finally:
+            self._renewer.remove(job)
+            hold.release()
+
+    def _pace(self, host: str, per_sec: float, deadline: _Deadline) -> None:
+        interval_us = max(1, round(1_000_000 / per_sec))
+        remaining = deadline.remaining()
+        longest_us = -1 if remaining is None else max(0, int(remaining * 1_000_000))
+        wait_us = self._call(
+            self._rate_script, keys=[self.keys.request_rate(host)], args=[interval_us, longest_us]
+        )
+        if wait_us < 0:
+            raise LimitTimeout(
+                f"request rate for {host}: no start free within {deadline.timeout:g}s"
+                f" at {per_sec:g}/s"
+            )
+        if wait_us:
+            time.sleep(wait_us / 1_000_000)
+
+    def _semaphore_acquire(self, key: str, token: str, limit: int) -> bool:
+        args = [token, limit, _ms(self.lease)]
+        return self._call(self._semaphore_script, keys=[key], args=args) == 1
+
+    def _semaphore_release(self, key: str, token: str) -> None:
+        try:
+            self._call(self._store.zrem, key, token)
+        except LimitError as exc:
+            log.warning("%s; the slot frees itself within %gs", exc, self.lease)
+        self._wakeups.notify(key)
+
+    def _lock_acquire(self, key: str, token: str, ttl_ms: int) -> bool:
+        return self._call(self._acquire_script, keys=[key], args=[token, ttl_ms]) == 1
+
+    def _lock_extend(self, key: str, token: str, ttl_ms: int) -> bool:
+        return self._call(self._extend_script, keys=[key], args=[token, ttl_ms]) == 1
+
+    def _lock_release(self, key: str, token: str) -> None:
+        self._call(self._release_script, keys=[key], args=[token])
+        self._wakeups.notify(key)
+
+
+class Lock:
+    """A cluster-wide lock on one key, held by this object's owner token.
+
+    Use one Lock object per holder. Acquiring a lock this object already holds just resets
+    its ttl. `held` is this object's own view: acquired or extended, not released, and the
+    lease it last set has not run out.
+    """
+
+    def __init__(self, limits: Limits, key: str, name: str, ttl: float) -> None:
+        if ttl <= 0:
+            raise ValueError("lock ttl must be positive")
+        self.name = name
+        self.ttl = ttl
+        self._limits = limits
+        self._key = key
+        self._ttl_ms = _ms(ttl)
+        self._token = uuid.uuid4().hex
+        self._state = threading.Lock()
+        self._held_until: float | None = None  # monotonic end of the lease we last set
+        self._keep_alive_job: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Lock({self.name!r}, ttl={self.ttl:g}, held={self.held})"
+
+    def __enter__(self) -> Lock:
+        self.acquire(blocking=True)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    @property
+    def held(self) -> bool:
+        with self._state:
+            return self._held_until is not None and time.monotonic() < self._held_until
+
+    def acquire(self, blocking: bool = False, timeout: float | None = None) -> bool:
+        """Take the lock; blocking waits until it is free, for at most `timeout` seconds
+        (None: forever). Returns whether this object holds it now."""
+        deadline = _Deadline(timeout if blocking else 0)
+        return self._limits._wait(self._try_acquire, self._key, deadline)
+
+    def extend(self) -> bool:
+        """Reset the lease to `ttl` from now; False when the lock was lost meanwhile."""
+        started = time.monotonic()
+        ok = self._limits._lock_extend(self._key, self._token, self._ttl_ms)
+        with self._state:
+            self._held_until = started + self.ttl if ok else None
+        return ok
+
+    def release(self) -> None:
+        """Free the lock if this object still holds it; repeating it does nothing. A store
+        failure is logged, not raised: the lease frees the lock within `ttl` anyway."""
+        with self._state:
+            job, self._keep_alive_job = self._keep_alive_job, None
+            self._held_until = None
+        if job is not None:
+            self._limits._renewer.remove(job)
+        try:
+            self._limits._lock_release(self._key, self._token)
+        except LimitError as exc:
+            log.warning("%s; lock %s frees itself within %gs", exc, self.name, self.ttl)
+
+    def keep_alive(self) -> None:
+        """After acquire: extend the lease every ttl/3 in a background thread until
+        release(). If the lock is lost anyway (the store was unreachable for a whole ttl),
+        renewal stops, `held` turns False and a warning is logged."""
+        with self._state:
+            if self._keep_alive_job is None:
+                self._keep_alive_job = self._limits._renewer.add(self.ttl / 3, self._renew)
+
+    def _try_acquire(self) -> bool:
+        started = time.monotonic()  # the lease began no earlier than this
+        if not self._limits._lock_acquire(self._key, self._token, self._ttl_ms):
+            return False
+        with self._state:
+            self._held_until = started + self.ttl
+        return True
+
+    def _renew(self) -> bool:
+        if self.extend():
+            return True
+        with self._state:
+            active, self._keep_alive_job = self._keep_alive_job is not None, None
+        if active:
+            log.warning("lock %s was lost before its lease could be renewed", self.name)
+        return False
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class _Deadline:
+    """A point in monotonic time after `timeout` seconds (None: never)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.at = None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+    def remaining(self) -> float | None:
+        return None if self.at is None else self.at - time.monotonic()
+
+
+class _SlotHold:
+    """One owner token's slot in a semaphore. Renewal and release are serialised so a
+    renewal running late cannot put the token back after it was released."""
+
+    def __init__(self, limits: Limits, key: str, limit: int) -> None:
+        self._limits = limits
+        self._key = key
+        self._limit = limit
+        self._token = uuid.uuid4().hex
+        self._mutex = threading.Lock()
+        self._released = False
+
+    def try_acquire(self) -> bool:
+        return self._limits._semaphore_acquire(self._key, self._token, self._limit)
+
+    def renew(self) -> bool:
+        with self._mutex:
+            if self._released:
+                return False
+            if self._limits._semaphore_acquire(self._key, self._token, self._limit):
+                return True
+        log.warning("lost a slot of %s: its lease ran out before renewal", self._key)
+        return False
+
+    def release(self) -> None:
+        with self._mutex:
+            self._released = True
+            self._limits._semaphore_release(self._key, self._token)
+
+
+class _Wakeups:
+    """Lets a release made in this process wake this process's waiters on the same key
+    at once; waiters in other processes find out by polling."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: dict[str, list[threading.Event]] = {}
+
+    def wait(self, key: str, timeout: float) -> None:
+        event = threading.Event()
+        with self._guard:
+            self._waiters.setdefault(key, []).append(event)
+        try:
+            event.wait(timeout)
+        finally:
+            with self._guard:
+                events = self._waiters[key]
+                events.remove(event)
+                if not events:
+                    del self._waiters[key]
+
+    def notify(self, key: str) -> None:
+        with self._guard:
+            for event in self._waiters.get(key, ()):
+                event.set()
+
+
+@dataclass
+class _Job:
+    due: float
+    interval: float
+    renew: Callable[[], bool]  # False: stop renewing
+
+
+class _Renewer:
+    """One daemon thread per Limits that renews every lease this process holds; it runs
+    only while there is something to renew."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._cond = threading.Condition()
+        self._jobs: dict[int, _Job] = {}
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+
+    def add(self, interval: float, renew: Callable[[], bool]) -> int:
+        if self._pid != os.getpid():
+            self._reset()  # forked: the parent's thread and leases stay with the parent
+        with self._cond:
+            job = next(self._ids)
+            self._jobs[job] = _Job(time.monotonic() + interval, interval, renew)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="regbot-lease-renewer", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+            return job
+
+    def remove(self, job: int) -> None:
+        with self._cond:
+            self._jobs.pop(job, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if not self._jobs:
+                        self._thread = None
+                        return
+                    now = time.monotonic()
+                    due = [(job_id, job) for job_id, job in self._jobs.items() if job.due <= now]
+                    if due:
+                        break
+                    self._cond.wait(min(job.due for job in self._jobs.values()) - now)
+                for _, job in due:
+                    job.due = now + job.interval
+            for job_id, job in due:
+                try:
+                    keep = job.renew()
+                except Exception as exc:  # a store hiccup: try again next round
+                    log.warning("renewing a lease failed, retrying in %.1fs: %s", job.interval, exc)
+                    keep = True
+                if not keep:
+                    self.remove(job_id)

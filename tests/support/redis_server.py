@@ -1,0 +1,108 @@
+"""Start real `redis-server` processes on loopback ports, and the `redis_server` fixture.
+
+The fixture is session-wide: tests sharing it keep apart by key prefix (or by database,
+`url_for(db)`), and clean up what they write.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.registry import free_port, wait_for_port
+
+REDIS_BINARY = shutil.which("redis-server")
+
+
+@dataclass
+class RedisProcess:
+    """One running redis-server without persistence, bound to 127.0.0.1."""
+
+    port: int
+    root: Path
+    proc: subprocess.Popen
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return self.url_for(0)
+
+    def url_for(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_redis() -> RedisProcess:
+    """A fresh redis-server on a free port; raises RuntimeError if it does not come up."""
+    if REDIS_BINARY is None:
+        raise RuntimeError("redis-server is not installed")
+    root = Path(tempfile.mkdtemp(prefix="regbot-redis-"))
+    port = free_port()
+    log_path = root / "redis.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                REDIS_BINARY,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(root),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = RedisProcess(port, root, proc, log_path)
+    try:
+        wait_for_port(port, proc=proc)
+        _wait_for_ping(server)
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_for_ping(server: RedisProcess, timeout: float = 10.0) -> None:
+    """The port opens before Redis has loaded; PING answers once it serves commands."""
+    deadline = time.monotonic() + timeout
+    client = server.client()
+    try:
+        while True:
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server for the session (skipped when the binary is missing)."""
+    if REDIS_BINARY is None:
+        pytest.skip("redis-server binary not found on PATH: tests against real Redis skipped")
+    server = start_redis()
+    yield server
+    server.stop()
