@@ -1,0 +1,175 @@
+"""Executors run the units of a plan respecting their dependencies.
+
+They differ only in how they fan out and wait; `execute_unit` does all the work. The
+interface is one method, `run(units, ctx) -> results` (results in the order of `units`),
+so a Celery executor can dispatch the same units as subtasks.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from regbot.copy.cancel import CancelToken
+from regbot.copy.errors import CopyCancelled, CopyError
+from regbot.copy.execute import DEFAULT_PROGRESS_INTERVAL, execute_unit
+from regbot.copy.progress import ProgressListener
+from regbot.copy.units import BlobUnit, Unit, UnitResult
+
+if TYPE_CHECKING:
+    from regbot.client import RegClient
+
+DEFAULT_CONCURRENCY = 4  # when neither side is a registry with its own setting
+
+
+@dataclass
+class ExecContext:
+    """What an executor needs besides the units. `client` may be None for executors that
+    run units elsewhere (workers build their own client from their configuration)."""
+
+    client: RegClient | None
+    progress: ProgressListener = field(default_factory=ProgressListener)
+    cancel: CancelToken = field(default_factory=CancelToken)
+    concurrency: int = DEFAULT_CONCURRENCY
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+
+
+class Executor(Protocol):
+    cancel: CancelToken | None
+
+    def run(self, units: Sequence[Unit], ctx: ExecContext) -> list[UnitResult]:
+        """Run every unit once its deps are done; raise the first failure (the rest are
+        cancelled); return one result per unit, in the order of `units`."""
+
+
+def topological_order(units: Sequence[Unit]) -> list[Unit]:
+    """The units in an order where each comes after its deps (stable: plan order wins
+    ties). Raises CopyError on unknown deps, duplicate ids or cycles."""
+    by_id: dict[str, Unit] = {}
+    for unit in units:
+        if unit.id in by_id:
+            raise CopyError(f"copy plan has two units with id {unit.id!r}")
+        by_id[unit.id] = unit
+    index = {u.id: i for i, u in enumerate(units)}
+    waiting = {u.id: len(set(u.deps)) for u in units}
+    dependents: dict[str, list[str]] = {u.id: [] for u in units}
+    for unit in units:
+        for dep in set(unit.deps):
+            if dep not in by_id:
+                raise CopyError(f"copy unit {unit.id!r} depends on unknown unit {dep!r}")
+            dependents[dep].append(unit.id)
+    ready = [index[uid] for uid, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[Unit] = []
+    while ready:
+        unit = units[heapq.heappop(ready)]
+        order.append(unit)
+        for uid in dependents[unit.id]:
+            waiting[uid] -= 1
+            if waiting[uid] == 0:
+                heapq.heappush(ready, index[uid])
+    if len(order) != len(units):
+        stuck = sorted(uid for uid, n in waiting.items() if n > 0)
+        raise CopyError(f"copy plan has a dependency cycle among units {stuck[:5]}")
+    return order
+
+
+class SequentialExecutor:
+    """Runs the units one by one in the calling thread (a reference and a debugging aid)."""
+
+    def __init__(self, cancel: CancelToken | None = None) -> None:
+        self.cancel = cancel
+
+    def run(self, units: Sequence[Unit], ctx: ExecContext) -> list[UnitResult]:
+        if ctx.client is None:
+            raise CopyError("the sequential executor needs a client")
+        token = CancelToken(parents=(ctx.cancel, self.cancel))
+        results: dict[str, UnitResult] = {}
+        for unit in topological_order(units):
+            results[unit.id] = execute_unit(ctx.client, unit, progress=ctx.progress,
+                                            cancel=token,
+                                            progress_interval=ctx.progress_interval)
+        return [results[u.id] for u in units]
+
+
+class LocalExecutor:
+    """A bounded thread pool in this process.
+
+    Size: `max_workers` when given, else the context's concurrency (the target host's
+    request concurrency). Ready units start largest blob first, so long transfers
+    overlap the many small ones. On the first failure no new unit starts, running ones
+    stop at their next chunk, and that first failure is raised.
+    """
+
+    def __init__(self, max_workers: int | None = None, cancel: CancelToken | None = None) -> None:
+        if max_workers is not None and max_workers < 1:
+            raise CopyError(f"max_workers must be at least 1, not {max_workers}")
+        self.max_workers = max_workers
+        self.cancel = cancel
+
+    def run(self, units: Sequence[Unit], ctx: ExecContext) -> list[UnitResult]:
+        if ctx.client is None:
+            raise CopyError("the local executor needs a client")
+        topological_order(units)  # validates ids, deps and acyclicity up front
+        if not units:
+            return []
+        workers = max(1, self.max_workers or ctx.concurrency)
+        token = CancelToken(parents=(ctx.cancel, self.cancel))
+        index = {u.id: i for i, u in enumerate(units)}
+        waiting = {u.id: len(set(u.deps)) for u in units}
+        dependents: dict[str, list[str]] = {u.id: [] for u in units}
+        for unit in units:
+            for dep in set(unit.deps):
+                dependents[dep].append(unit.id)
+        ready: list[tuple[tuple[int, int, int], Unit]] = []
+
+        def push(unit: Unit) -> None:
+            heapq.heappush(ready, (_priority(unit, index[unit.id]), unit))
+
+        for unit in units:
+            if waiting[unit.id] == 0:
+                push(unit)
+        results: dict[str, UnitResult] = {}
+        first_error: BaseException | None = None
+        running: dict[Future[UnitResult], Unit] = {}
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regbot-copy") as pool:
+            while ready or running:
+                while ready and len(running) < workers and first_error is None \
+                        and not token.cancelled:
+                    _, unit = heapq.heappop(ready)
+                    fut = pool.submit(execute_unit, ctx.client, unit, progress=ctx.progress,
+                                      cancel=token, progress_interval=ctx.progress_interval)
+                    running[fut] = unit
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    unit = running.pop(fut)
+                    exc = fut.exception()
+                    if exc is not None:
+                        # Keep the first real failure; cancellations it caused come later.
+                        if first_error is None or (isinstance(first_error, CopyCancelled)
+                                                   and not isinstance(exc, CopyCancelled)):
+                            first_error = exc
+                        token.cancel(f"stopped after {units[index[unit.id]].describe()} failed")
+                        continue
+                    results[unit.id] = fut.result()
+                    for uid in dependents[unit.id]:
+                        waiting[uid] -= 1
+                        if waiting[uid] == 0:
+                            push(units[index[uid]])
+        if first_error is not None:
+            raise first_error
+        if len(results) != len(units):
+            raise CopyCancelled(f"copy stopped before {len(units) - len(results)} of "
+                                f"{len(units)} units ran: {token.reason or 'cancelled'}")
+        return [results[u.id] for u in units]
+
+
+def _priority(unit: Unit, position: int) -> tuple[int, int, int]:
+    if isinstance(unit, BlobUnit):
+        return (0, -max(unit.size, 0), position)
+    return (1, 0, position)
