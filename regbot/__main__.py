@@ -1,0 +1,3 @@
+from regbot.cli import entry
+
+entry()

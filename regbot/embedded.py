@@ -1,0 +1,112 @@
+"""Running scripts in this process: `once` (each script one time) and the scheduler loop
+of `server`. Both call the same `run_script` that the Celery workers call."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from regbot.config import Config, ScriptConfig
+from regbot.copy.progress import ProgressListener
+from regbot.logs import get_logger, log_fields
+from regbot.runner import RunOptions, ScriptResult, run_script
+from regbot.schedule import Schedule, every_schedule, parse_schedule
+
+log = get_logger("regbot.embedded")
+
+ProgressFor = Callable[[str], ProgressListener | None]
+
+
+def run_once(
+    config: Config,
+    options: RunOptions,
+    progress_for: ProgressFor | None = None,
+    on_done: Callable[[ScriptResult], None] | None = None,
+) -> list[ScriptResult]:
+    """Each script once, `defaults.parallel` at a time; results in config order."""
+    with ThreadPoolExecutor(max_workers=config.defaults.parallel,
+                            thread_name_prefix="script") as pool:
+        futures = []
+        for script in config.scripts:
+            progress = progress_for(script.name) if progress_for else None
+            future = pool.submit(run_script, script, config, options, progress)
+            if on_done is not None:
+                future.add_done_callback(lambda f: on_done(f.result()))
+            futures.append(future)
+        return [f.result() for f in futures]
+
+
+def script_schedule(script: ScriptConfig) -> Schedule | None:
+    """The script's cron schedule, or its interval as `@every`; None when it has neither."""
+    if script.schedule:
+        return parse_schedule(script.schedule)
+    if script.interval:
+        return every_schedule(script.interval)
+    return None
+
+
+class EmbeddedScheduler:
+    """Runs each scheduled script when due, never starting one again while its previous
+    run is still going (that run is skipped and logged, as the Go regbot's cron does)."""
+
+    def __init__(self, config: Config, options: RunOptions) -> None:
+        self.config = config
+        self.options = options
+        self.stop_event = threading.Event()
+        self.results: list[ScriptResult] = []
+        self._running: dict[str, Future] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=config.defaults.parallel,
+                                        thread_name_prefix="script")
+
+    def _due_table(self, now: datetime) -> dict[str, tuple[ScriptConfig, Schedule, datetime]]:
+        table = {}
+        for script in self.config.scripts:
+            schedule = script_schedule(script)
+            if schedule is None:
+                log_fields(log, logging.ERROR, "No schedule or interval found, ignoring", script=script.name)
+                continue
+            log_fields(log, logging.DEBUG, "Scheduled script", script=script.name, schedule=schedule.text)
+            table[script.name] = (script, schedule, schedule.next_after(now))
+        return table
+
+    def run(self) -> list[ScriptResult]:
+        """Blocks until `stop()`; then waits for running scripts and returns all results."""
+        due = self._due_table(datetime.now(UTC))
+        while not self.stop_event.is_set():
+            now = datetime.now(UTC)
+            for name, (script, schedule, when) in list(due.items()):
+                if when <= now:
+                    self._start(script)
+                    due[name] = (script, schedule, schedule.next_after(now))
+            next_when = min((when for _, _, when in due.values()), default=None)
+            wait = 1.0 if next_when is None else (next_when - datetime.now(UTC)).total_seconds()
+            self.stop_event.wait(min(max(wait, 0.01), 1.0))
+        log_fields(log, logging.DEBUG, "Stopping: waiting on running scripts")
+        self._pool.shutdown(wait=True)
+        return self.results
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _start(self, script: ScriptConfig) -> None:
+        with self._lock:
+            previous = self._running.get(script.name)
+            if previous is not None and not previous.done():
+                log_fields(log, logging.WARNING, "Skipping run, previous run still going", script=script.name)
+                return
+            started = time.monotonic()
+            future = self._pool.submit(run_script, script, self.config, self.options)
+            self._running[script.name] = future
+        future.add_done_callback(lambda f, s=script.name: self._finished(s, f, started))
+
+    def _finished(self, name: str, future: Future, started: float) -> None:
+        result = future.result()
+        with self._lock:
+            self.results.append(result)
+        log_fields(log, logging.INFO, "Script finished", script=name, status=result.status,
+                   duration=round(time.monotonic() - started, 3))
