@@ -18,23 +18,34 @@ class RateLimit:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> RateLimit:
-        """Parse `RateLimit-Limit: 100;w=21600`, `RateLimit-Remaining: 76;w=21600`,
-        `RateLimit-Reset: 3600` (a header value may list several comma-separated
-        entries: the first gives the number, every one is kept as a policy)."""
+        """Parse the headers as regclient does (types/manifest setRateLimit):
+
+        - `RateLimit-Limit: 100;w=21600`: the number before `;` of the first
+          comma-separated entry is `limit`; `policies` are all entries when the first has
+          a `;w=` part, else the entries after the first (so a bare `100` has none).
+        - `RateLimit-Remaining: 76;w=21600`: the number before `;` is `remain`, and only a
+          readable remaining count makes `set` true.
+        - `RateLimit-Reset: 3600`: an integer, else 0.
+        Numbers that do not parse count as 0 (surrounding blanks are tolerated)."""
         limit_header = _get(headers, "RateLimit-Limit")
         remain_header = _get(headers, "RateLimit-Remaining")
         reset_header = _get(headers, "RateLimit-Reset")
         out = cls()
         if limit_header:
-            entries = [e.strip() for e in limit_header.split(",") if e.strip()]
-            out.limit = _leading_int(entries[0]) if entries else 0
-            out.policies = entries
-            out.set = True
+            entries = limit_header.split(",")
+            first = entries[0].split(";")
+            out.limit = _int_or_none(first[0]) or 0
+            if len(first) > 1:
+                out.policies = [e.strip() for e in entries]
+            elif len(entries) > 1:
+                out.policies = [e.strip() for e in entries[1:]]
         if remain_header:
-            out.remain = _leading_int(remain_header.split(",")[0])
-            out.set = True
+            remain = _int_or_none(remain_header.split(";")[0])
+            if remain is not None:
+                out.remain = remain
+                out.set = True
         if reset_header:
-            out.reset = _leading_int(reset_header)
+            out.reset = _int_or_none(reset_header) or 0
         return out
 
     def to_dict(self) -> dict:
@@ -67,9 +78,8 @@ def _get(headers: Mapping[str, str], name: str) -> str:
     return value or ""
 
 
-def _leading_int(text: str) -> int:
-    head = text.split(";", 1)[0].strip()
+def _int_or_none(text: str) -> int | None:
     try:
-        return int(head)
+        return int(text.strip())
     except ValueError:
-        return 0
+        return None
