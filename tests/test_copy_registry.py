@@ -392,3 +392,28 @@ def test_same_registry_without_mount_and_one_request_slot():
         assert result.blobs_copied == len(img.blobs) and result.blobs_mounted == 0
         assert reg.max_concurrent <= 2
         assert has_image(reg.host, "copy", img, "v1")
+
+
+def test_upload_retried_after_503_with_one_request_slot():
+    """A PUT retried after a server error re-opens its source GET before taking the slot
+    again, so a same-registry copy at reqConcurrent: 1 cannot deadlock on the retry."""
+    from regbot.http.client import HTTPClient
+    from regbot.scheme.reg import RegScheme
+
+    img = build_image(layers=2, layer_size=50000)
+    with MemRegistry(mount=False) as reg:
+        push_image(reg.host, "app", img, "v1")
+        front = FaultFront(reg)
+        try:
+            front.add("PUT", r"/v2/copy/blobs/uploads/", "status", times=2, status=503)
+            client = RegClient([Host(name=front.host, tls=TLS_DISABLED, req_concurrent=1)])
+            scheme = client.scheme(R(f"{front.host}/app:v1"))
+            assert isinstance(scheme, RegScheme)
+            scheme.http = HTTPClient(client.hosts, client.limits, "test", backoff_base=0.01,
+                                     backoff_max=0.05)
+            result = copy_image(client, R(f"{front.host}/app:v1"), R(f"{front.host}/copy:v1"))
+            assert result.blobs_copied == len(img.blobs)
+            assert front.hits("status") == 2
+            assert has_image(reg.host, "copy", img, "v1")
+        finally:
+            front.stop()

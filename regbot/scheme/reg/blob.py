@@ -246,9 +246,14 @@ class _UploadSession:
         where = self.where
 
         def body() -> Iterator[bytes]:
+            # Open the source now, before the PUT takes its request slot: a source on the
+            # same registry needs a slot of its own (a deadlock at reqConcurrent: 1).
+            return verified(opener())
+
+        def verified(source: Iterable[bytes]) -> Iterator[bytes]:
             # Verified as it is sent: a wrong size or digest aborts the PUT before it ends.
             hasher, sent = hasher_for(digest), 0
-            for chunk in opener():
+            for chunk in source:
                 sent += len(chunk)
                 if sent > size:
                     raise DigestMismatch(where, f"put blob: the source has more than the expected {size} bytes")
