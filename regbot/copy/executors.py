@@ -7,6 +7,7 @@ so a Celery executor can dispatch the same units as subtasks.
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -140,7 +141,9 @@ class LocalExecutor:
                 while ready and len(running) < workers and first_error is None \
                         and not token.cancelled:
                     _, unit = heapq.heappop(ready)
-                    fut = pool.submit(execute_unit, ctx.client, unit, progress=ctx.progress,
+                    # The caller's context (e.g. the script name logs carry) goes along.
+                    fut = pool.submit(contextvars.copy_context().run, execute_unit,
+                                      ctx.client, unit, progress=ctx.progress,
                                       cancel=token, progress_interval=ctx.progress_interval)
                     running[fut] = unit
                 if not running:

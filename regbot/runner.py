@@ -1,0 +1,163 @@
+"""Run one script: build its client, run it in a fresh sandbox, report a ScriptResult.
+
+`run_script` is a plain function with no global state, so the CLI (once/server) and the
+Celery worker task call it alike.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from regbot.client import RegClient
+from regbot.errors import RegbotError, ScriptError, ScriptTimeout
+from regbot.limits import Limits, store_from_url
+from regbot.logs import TRACE, ScriptLogger, add_secrets, script_context
+from regbot.sandbox.runtime import Sandbox
+
+if TYPE_CHECKING:
+    from regbot.config import Config, ScriptConfig
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_TIMEOUT = "timeout"
+STATUS_SKIPPED = "skipped"
+STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_SKIPPED)
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    store_url: str | None = None
+
+
+@dataclass
+class ScriptResult:
+    name: str
+    status: str
+    duration: float = 0.0
+    error: str = ""
+    images_copied: int = 0
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+    blobs_mounted: int = 0
+    bytes_copied: int = 0
+    tags_deleted: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (STATUS_OK, STATUS_SKIPPED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScriptResult:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def build_client(config: Config, options: RunOptions, limits: Limits | None = None) -> RegClient:
+    """A client for `config`; `limits` (a worker's shared one) defaults to a fresh Limits
+    on `options.store_url`."""
+    defaults = config.defaults
+    return RegClient(
+        list(config.creds),
+        limits=limits or Limits(store_from_url(options.store_url)),
+        user_agent=defaults.user_agent,
+        skip_docker_config=defaults.skip_docker_config,
+        blob_limit=defaults.blob_limit,
+    )
+
+
+def format_error(script: ScriptConfig, config: Config, exc: ScriptError) -> str:
+    """`script 'name' line 12 (regbot.yml line 40): message` on one line."""
+    text = str(exc)
+    # line_offset 1 is the default of a ScriptConfig not read from a file.
+    if exc.line and script.line_offset > 1:
+        where = f"script {script.name!r} line {exc.line}"
+        yaml_line = script.line_offset + exc.line - 1
+        text = text.replace(where, f"{where} ({config.source} line {yaml_line})", 1)
+    return " ".join(text.split())
+
+
+def run_script(
+    script: ScriptConfig,
+    config: Config,
+    options: RunOptions,
+    progress: Any = None,
+    executor: Any = None,
+    *,
+    cancel: threading.Event | None = None,
+) -> ScriptResult:
+    """Run `script` once and say how it went; never raises for a script's own failure.
+
+    `cancel`, when set from another thread, stops the script as its timeout would.
+    """
+    log = ScriptLogger(script.name)
+    add_secrets(_secrets(config))
+    start = time.monotonic()
+    result = ScriptResult(name=script.name, status=STATUS_OK)
+    sandbox: Sandbox | None = None
+    log.info("Starting script", dry_run=options.dry_run)
+    try:
+        client = build_client(config, options)
+        sandbox = Sandbox(
+            script.name,
+            client,
+            dry_run=options.dry_run,
+            timeout=script.timeout,
+            parallel=config.defaults.parallel,
+            progress=progress,
+            executor=executor,
+            logger=log,
+            cancel=cancel,
+        )
+        with script_context(script.name):
+            sandbox.run(script.script)
+    except ScriptTimeout as exc:
+        result.status = STATUS_TIMEOUT
+        result.error = format_error(script, config, exc)
+    except ScriptError as exc:
+        result.status = STATUS_FAILED
+        result.error = format_error(script, config, exc)
+    except RegbotError as exc:  # building the client, or the limits store
+        result.status = STATUS_FAILED
+        result.error = f"script {script.name!r}: {' '.join(str(exc).split())}"
+    except Exception as exc:
+        log.log(TRACE, "Unexpected exception running script", exc_info=True)
+        result.status = STATUS_FAILED
+        result.error = " ".join(
+            f"script {script.name!r}: internal error: {type(exc).__name__}: {exc}".split())
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+            stats = sandbox.stats
+            result.images_copied = stats.images_copied
+            result.blobs_copied = stats.blobs_copied
+            result.blobs_skipped = stats.blobs_skipped
+            result.blobs_mounted = stats.blobs_mounted
+            result.bytes_copied = stats.bytes_copied
+            result.tags_deleted = stats.tags_deleted
+        result.duration = round(time.monotonic() - start, 3)
+    _log_result(log, result)
+    return result
+
+
+def _log_result(log: ScriptLogger, result: ScriptResult) -> None:
+    counts = {k: v for k, v in result.to_dict().items()
+              if k not in ("name", "status", "duration", "error")}
+    if result.status == STATUS_OK:
+        log.debug("Script finished", status=result.status, duration=result.duration, **counts)
+    else:
+        log.error("Script failed", status=result.status, duration=result.duration,
+                  error=result.error, **counts)
+
+
+def _secrets(config: Config) -> list[str]:
+    out = []
+    for host in config.creds:
+        out.extend([host.password, host.token, host.client_key])
+    return out
