@@ -32,7 +32,8 @@ class LiveDisplay:
             transient=False,
         )
         self._bytes = Progress(
-            TextColumn("bytes"),
+            SpinnerColumn(),
+            TextColumn("bytes  "),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
