@@ -1,0 +1,483 @@
+"""The regbot beat scheduler: Celery's beat loop, with entries from regbot.yml.
+
+Run by `regbot beat` (and `regbot server` on a cluster) through `celery.beat.Service`; it
+also works as `celery -A workers.app beat -S beat_schedule.scheduler:RegbotScheduler` with
+the config path in $REGBOT_CONFIG (or `app.conf.regbot_config_file`).
+
+- Entries come from the config file (see beat_schedule/schedule.py). The file is checked on
+  every tick (a stat; its content hash when the stat changed) and re-read on SIGHUP
+  (`request_reload()`): scripts added, removed or rescheduled take effect without a
+  restart. A file that fails to load is logged and the running schedule kept.
+- High availability, in the manner of redbeat: only the holder of a lock in the shared
+  store sends runs; other beats stand by, polling the lock, and take over when the holder
+  stops renewing it (it renews on each tick, so a stuck beat loses it too). Each run also
+  claims "<script>:<due time>" (`Limits.once_per`) before it is sent, so even two beats
+  that both believe they lead (a stall longer than the lock ttl) send it once.
+- The time of each script's last run is kept in the store: a beat taking over continues
+  the cluster's rhythm (same due times, so the claims above match) and fires a run the
+  dead leader missed within the last `2 x lock_ttl`; older state is ignored, so a cluster
+  started after a long stop behaves as a fresh start (robfig: the first `@every` run one
+  interval after start, no catch-up of missed cron runs).
+- Each run's message expires when the next run is due (at least a minute later): a
+  backlog left by absent workers does not replay every missed run when they return.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery.beat import ScheduleEntry, Scheduler, SchedulingError
+from celery.schedules import schedstate
+from celery.schedules import schedule as interval_schedule
+
+from beat_schedule.schedule import (
+    SCRIPT_QUEUE,
+    SCRIPT_TASK,
+    NowFun,
+    build_entries,
+    next_due,
+)
+from regbot.config import Config, load_config
+from regbot.errors import ConfigError, LimitError
+from regbot.limits import DEFAULT_PREFIX, Limits, describe_store, store_from_url
+from regbot.logs import get_logger, log_fields
+from workers.settings import ENV_CONFIG, ENV_REDIS, is_redis
+
+log = get_logger("regbot.beat")
+
+DEFAULT_LOCK_TTL = 30.0  # seconds a dead leader keeps the lock before a standby takes over
+DEFAULT_MAX_INTERVAL = 2.0  # longest sleep between ticks: bounds reload and standby latency
+MIN_EXPIRY = 60.0  # a run's message lives at least this long (clock skew between hosts)
+LAST_RUN_TTL = 7 * 24 * 3600  # shared last-run records of scripts no longer configured go
+LEADER_LOCK = "beat:leader"  # under the store's lock keys; script locks use other names
+
+
+class ConfigWatcher:
+    """Tells when a config file's content changed: a stat on each check, and a hash of the
+    content only when the stat moved (or when forced, as after SIGHUP)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stat: tuple[int, int, int] | None = None
+        self._digest: str | None = None
+        self._unreadable = False
+
+    def read(self) -> str:
+        """The current content (and remember it as seen). Raises ConfigError."""
+        try:
+            stat = os.stat(self.path)
+            with open(self.path, "rb") as handle:
+                data = handle.read()
+        except OSError as err:
+            raise ConfigError(f"{self.path}: cannot read config: {err.strerror or err}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{self.path}: cannot read config: not UTF-8 text (byte {err.start})") from None
+        self._stat = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        self._digest = hashlib.sha256(data).hexdigest()
+        return text
+
+    def changed(self, force: bool = False) -> str | None:
+        """The new content when it differs from what was last read (or `force`), else None.
+        A file that vanished for a moment (an editor or a ConfigMap swapping it) is not a
+        change: the last content stays in force."""
+        try:
+            stat = os.stat(self.path)
+        except OSError as err:
+            if not self._unreadable:
+                log_fields(log, logging.WARNING, "Config file unreadable, keeping the schedule",
+                           file=self.path, error=err.strerror or str(err))
+            self._unreadable = True
+            return None
+        self._unreadable = False
+        if not force and (stat.st_mtime_ns, stat.st_size, stat.st_ino) == self._stat:
+            return None
+        before = self._digest
+        try:
+            text = self.read()
+        except ConfigError as err:
+            log_fields(log, logging.WARNING, "Config file unreadable, keeping the schedule",
+                       error=str(err))
+            return None
+        if not force and self._digest == before:
+            return None  # touched, same content
+        return text
+
+
+class RegbotScheduler(Scheduler):
+    """Celery beat scheduler whose entries are the scripts of a regbot.yml.
+
+    Settings come from keyword arguments, else from the app's conf:
+    `config_file` (`regbot_config_file`, else $REGBOT_CONFIG; required), `store` (a redis
+    client) or `store_url` (`regbot_store_url`, else the cluster's Redis as the workers
+    find it; none: the in-process store, one beat only),
+    `lock_ttl` (`regbot_beat_lock_ttl`), `task` / `queue` (`regbot_script_task`,
+    `regbot_script_queue`), `prefix` (`regbot_prefix`), `dry_run` (`regbot_dry_run`: runs
+    are sent with dry_run=True). `nowfun` replaces the clock
+    (tests drive `tick()` with a fake one).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *args: Any,
+        config_file: str | None = None,
+        store: Any = None,
+        store_url: str | None = None,
+        lock_ttl: float | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        prefix: str | None = None,
+        dry_run: bool | None = None,
+        nowfun: NowFun | None = None,
+        **kwargs: Any,
+    ) -> None:
+        conf = app.conf
+        self.config_file = (config_file or conf.get("regbot_config_file")
+                            or os.environ.get(ENV_CONFIG))
+        self.task_name = task or conf.get("regbot_script_task") or SCRIPT_TASK
+        self.queue = queue or conf.get("regbot_script_queue") or SCRIPT_QUEUE
+        self.lock_ttl = float(lock_ttl or conf.get("regbot_beat_lock_ttl") or DEFAULT_LOCK_TTL)
+        if self.lock_ttl <= 0:
+            raise ValueError("the beat lock ttl must be positive")
+        self._store_arg = store
+        self._store_url = store_url if store_url is not None else _store_url_from(conf)
+        self._prefix = prefix or conf.get("regbot_prefix") or DEFAULT_PREFIX
+        self.dry_run = bool(dry_run if dry_run is not None else conf.get("regbot_dry_run"))
+        self._nowfun = nowfun
+        self._reload_requested = threading.Event()
+        self._definitions: dict[str, str] = {}  # script -> schedule text it was built from
+        self._reserved_due: dict[str, datetime] = {}
+        self._leader_lock: Any = None
+        self._is_leader = False
+        self._extended_at = 0.0
+        self._standby_logged = False
+        self._limits: Limits | None = None
+        self._store: Any = None
+        self._watcher: ConfigWatcher | None = None
+        if not kwargs.get("max_interval"):  # Service passes 0 or None for "unset"
+            kwargs["max_interval"] = conf.get("beat_max_loop_interval") or DEFAULT_MAX_INTERVAL
+        super().__init__(app, *args, **kwargs)
+        # The leader renews its lock from tick(): never sleep through a third of its ttl.
+        self.max_interval = min(self.max_interval, self.lock_ttl / 3)
+
+    # --- setup -------------------------------------------------------------------------
+
+    def setup_schedule(self) -> None:
+        if not self.config_file or self.config_file == "-":
+            raise ConfigError("beat needs a config file it can re-read: use -c FILE")
+        self._open_store()
+        self._watcher = ConfigWatcher(self.config_file)
+        config = load_config(self.config_file)  # ConfigError: the beat does not start
+        self._watcher.read()
+        self._apply_config(config)
+
+    def install_default_entries(self, data: Any) -> None:
+        """No celery.backend_cleanup: regbot's result backends expire results themselves."""
+
+    def _open_store(self) -> None:
+        if self._store is None:
+            self._store = (
+                self._store_arg if self._store_arg is not None
+                else store_from_url(self._store_url)
+            )
+            self._limits = Limits(self._store, self._prefix)
+            self._leader_lock = self._limits.lock(LEADER_LOCK, self.lock_ttl)
+            if describe_store(self._store) == "embedded":
+                log_fields(log, logging.WARNING, "No shared store: run a single beat only")
+
+    @property
+    def info(self) -> str:
+        where = describe_store(self._store) if self._store is not None else "not opened"
+        return (f"    . config -> {self.config_file}\n    . store -> {where}\n"
+                f"    . lock ttl -> {self.lock_ttl:g}s")
+
+    # --- the beat loop -----------------------------------------------------------------
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        self._check_reload()
+        if not self._ensure_leader():
+            return self.max_interval
+        return super().tick(*args, **kwargs)
+
+    def request_reload(self) -> None:
+        """Re-read the config file on the next tick even if it looks unchanged (SIGHUP)."""
+        self._reload_requested.set()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._is_leader
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._is_leader and self._leader_lock is not None:
+                self._leader_lock.release()  # a standby takes over at once, not after the ttl
+                log_fields(log, logging.INFO, "Released the beat lock")
+            self._is_leader = False
+
+    def sync(self) -> None:
+        """Nothing to flush: last runs go to the shared store as they happen."""
+
+    # --- leadership --------------------------------------------------------------------
+
+    def _ensure_leader(self) -> bool:
+        assert self._leader_lock is not None
+        now = time.monotonic()
+        if self._is_leader:
+            if now - self._extended_at < self.lock_ttl / 3:
+                return True
+            try:
+                kept = self._leader_lock.extend()
+            except LimitError as err:
+                log_fields(log, logging.ERROR, "Cannot renew the beat lock", error=str(err))
+                kept = False
+            if kept:
+                self._extended_at = now
+                return True
+            self._is_leader = False
+            self._standby_logged = False
+            log_fields(log, logging.WARNING, "Lost the beat lock: standing by")
+        try:
+            acquired = self._leader_lock.acquire()
+        except LimitError as err:
+            log_fields(log, logging.ERROR, "Cannot reach the store for the beat lock",
+                       error=str(err))
+            return False
+        if not acquired:
+            if not self._standby_logged:
+                log_fields(log, logging.INFO, "Another beat holds the lock: standing by")
+                self._standby_logged = True
+            return False
+        self._is_leader = True
+        self._extended_at = now
+        log_fields(log, logging.INFO, "Holding the beat lock: scheduling",
+                   scripts=len(self.data))
+        self._adopt_last_runs(self.data.values())
+        self._heap = None  # due times may have moved
+        return True
+
+    # --- runs --------------------------------------------------------------------------
+
+    def is_due(self, entry: ScheduleEntry) -> schedstate:
+        """Celery's answer, except that a due interval entry's next check is its next due
+        time after this run (Celery would say "one period from now", drifting each run by
+        however late the tick was)."""
+        state = entry.is_due()
+        if not state.is_due:
+            return state
+        now = self._now()
+        after = self._last_run_after(entry, self._due_time(entry), now)
+        wait = (next_due(entry.schedule, after) - now).total_seconds()
+        return schedstate(True, max(wait, 0.0))
+
+    def reserve(self, entry: ScheduleEntry) -> ScheduleEntry:
+        """Advance the entry past the run being sent; remember that run's due time."""
+        now = self._now()
+        due = self._due_time(entry)
+        self._reserved_due[entry.name] = due
+        new_entry = entry._next_instance(last_run_at=self._last_run_after(entry, due, now))
+        self.schedule[entry.name] = new_entry
+        return new_entry
+
+    def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
+        try:
+            self.apply_async(entry, producer=producer, advance=False)
+        except Exception as exc:  # one failed send must not stop the beat
+            log_fields(log, logging.ERROR, "Could not send a scheduled run", script=entry.name,
+                       error=" ".join(str(exc).split()))
+
+    def apply_async(
+        self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
+    ) -> Any:
+        """Send one run of `entry` unless another beat already sent the run due then."""
+        if advance:
+            self.reserve(entry)
+        due = self._reserved_due.pop(entry.name, None) or self._due_time(entry)
+        stamp = _stamp(due)
+        assert self._limits is not None
+        if not self._limits.once_per(f"beat:{entry.name}:{stamp}", self._claim_ttl(entry)):
+            log_fields(log, logging.INFO, "Run already sent by another beat", script=entry.name,
+                       due=_iso(due))
+            return None
+        options = {**entry.options, **kwargs}
+        options["headers"] = {**options.get("headers", {}), "celery_beat_task": True,
+                              "regbot_scheduled": _iso(due)}
+        options.setdefault("expires", due + max(self._period_after(entry, due),
+                                                timedelta(seconds=MIN_EXPIRY)))
+        try:
+            task = self.app.tasks.get(entry.task)
+            if task is not None:
+                result = task.apply_async(entry.args, entry.kwargs, producer=producer, **options)
+            else:
+                result = self.send_task(entry.task, entry.args, entry.kwargs, producer=producer,
+                                        **options)
+        except Exception as exc:
+            raise SchedulingError(f"cannot send a run of script {entry.name!r}: {exc}") from exc
+        log_fields(log, logging.INFO, "Sent scheduled run", script=entry.name, due=_iso(due),
+                   task_id=getattr(result, "id", None))
+        self._record_last_run(entry.name, stamp)
+        return result
+
+    def _now(self) -> datetime:
+        now = self._nowfun() if self._nowfun is not None else self.app.now()
+        return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+
+    def _due_time(self, entry: ScheduleEntry) -> datetime:
+        return next_due(entry.schedule, entry.last_run_at)
+
+    def _period_after(self, entry: ScheduleEntry, due: datetime) -> timedelta:
+        return next_due(entry.schedule, due) - due
+
+    def _claim_ttl(self, entry: ScheduleEntry) -> float:
+        # Long enough that a beat which stalled past the lock ttl still finds the claim.
+        return max(600.0, 4 * self.lock_ttl)
+
+    @staticmethod
+    def _last_run_after(entry: ScheduleEntry, due: datetime, now: datetime) -> datetime:
+        """last_run_at once the run due at `due` is sent.
+
+        Intervals keep their phase (next = due + period, as robfig's @every); a beat that
+        stalled over several periods skips the missed ones instead of replaying them. Cron
+        entries count from now: the next matching minute after this one.
+        """
+        sched = entry.schedule
+        if isinstance(sched, interval_schedule):
+            period = sched.run_every.total_seconds()
+            if period > 0:
+                missed = math.floor((now - due).total_seconds() / period)
+                if missed > 0:
+                    return due + timedelta(seconds=missed * period)
+            return due
+        return max(due, now)
+
+    # --- shared last runs --------------------------------------------------------------
+
+    def _last_run_key(self, name: str) -> str:
+        return f"{self._prefix}:beat:last:{name}"
+
+    def _record_last_run(self, name: str, stamp: int) -> None:
+        body = json.dumps({"schedule": self._definitions.get(name, ""), "due": stamp})
+        try:
+            self._store.set(self._last_run_key(name), body, ex=LAST_RUN_TTL)
+        except Exception as exc:  # the run was sent; a standby just re-phases on takeover
+            log_fields(log, logging.WARNING, "Cannot record the last run", script=name,
+                       error=" ".join(str(exc).split()))
+
+    def _adopt_last_runs(self, entries: Any) -> None:
+        """On becoming leader (and for entries added meanwhile): continue from the cluster's
+        last run of each entry; a run missed longer ago than the grace is not caught up
+        (as after a long stop of every beat: start afresh)."""
+        now = self._now()
+        grace = timedelta(seconds=2 * self.lock_ttl)
+        for entry in entries:
+            last = self._shared_last_run(entry) or entry.last_run_at
+            if next_due(entry.schedule, last) < now - grace:
+                last = now.replace(microsecond=0)
+            entry.last_run_at = last
+
+    def _shared_last_run(self, entry: ScheduleEntry) -> datetime | None:
+        """The due time of the entry's last run sent by any beat, if recorded for the
+        entry's current schedule."""
+        try:
+            raw = self._store.get(self._last_run_key(entry.name))
+        except Exception as exc:
+            log_fields(log, logging.WARNING, "Cannot read the last run", script=entry.name,
+                       error=" ".join(str(exc).split()))
+            return None
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+            last = datetime.fromtimestamp(int(record["due"]), tz=UTC)
+            definition = record["schedule"]
+        except (ValueError, TypeError, KeyError):
+            return None
+        if definition != self._definitions.get(entry.name):
+            return None  # rescheduled since: that rhythm is gone
+        return last
+
+    # --- config reload -----------------------------------------------------------------
+
+    def _check_reload(self) -> None:
+        assert self._watcher is not None
+        forced = self._reload_requested.is_set()
+        self._reload_requested.clear()
+        text = self._watcher.changed(force=forced)
+        if text is None:
+            return
+        from regbot.config import parse_config
+
+        try:
+            config = parse_config(text, self.config_file)
+        except ConfigError as err:
+            log_fields(log, logging.ERROR, "Config reload failed, keeping the schedule",
+                       error=str(err))
+            return
+        log_fields(log, logging.INFO, "Config reloaded", file=self.config_file,
+                   signal="SIGHUP" if forced else None)
+        self._apply_config(config)
+
+    def _apply_config(self, config: Config) -> None:
+        """Make the entries those of `config`: keep unchanged ones (and their last run), add
+        new ones, restart changed ones from now, drop removed ones."""
+        specs = build_entries(config, task=self.task_name, queue=self.queue,
+                              nowfun=self._nowfun, app=self.app, dry_run=self.dry_run)
+        start = self._now().replace(microsecond=0)  # robfig counts @every from whole seconds
+        current: dict[str, ScheduleEntry] = dict(self.data)
+        entries: dict[str, ScheduleEntry] = {}
+        fresh: list[ScheduleEntry] = []
+        for name, spec in specs.items():
+            definition = spec["regbot_schedule"]
+            old = current.get(name)
+            if (old is not None and self._definitions.get(name) == definition
+                    and old.task == spec["task"] and old.options == spec["options"]
+                    and old.kwargs == spec["kwargs"]):
+                entries[name] = old
+                continue
+            entry = self.Entry(name=name, task=spec["task"], schedule=spec["schedule"],
+                               args=spec["args"], kwargs=spec["kwargs"],
+                               options=spec["options"],
+                               last_run_at=start, app=self.app)
+            entries[name] = entry
+            fresh.append(entry)
+            self._definitions[name] = definition
+            log_fields(log, logging.INFO, "Rescheduled script" if old else "Scheduled script",
+                       script=name, schedule=definition)
+        for name in current.keys() - specs.keys():
+            self._definitions.pop(name, None)
+            log_fields(log, logging.INFO, "Unscheduled script", script=name)
+        self.data = entries
+        if fresh and self._is_leader:
+            self._adopt_last_runs(fresh)
+        self._heap = None
+
+
+def _store_url_from(conf: Any) -> str | None:
+    """`regbot_store_url`, else the Redis the workers use (REGBOT_REDIS_URL, else a Redis
+    result backend or broker): so `celery beat -S beat_schedule.scheduler:RegbotScheduler`
+    shares the cluster's store too. None: the in-process store (a single beat only)."""
+    if conf.get("regbot_store_url"):
+        return conf.get("regbot_store_url")
+    for url in (os.environ.get(ENV_REDIS), conf.get("result_backend"), conf.get("broker_url")):
+        if is_redis(url):
+            return url
+    return None
+
+
+def _stamp(due: datetime) -> int:
+    return int(round(due.timestamp()))
+
+
+def _iso(due: datetime) -> str:
+    return datetime.fromtimestamp(_stamp(due), tz=UTC).isoformat().replace("+00:00", "Z")
