@@ -10,6 +10,7 @@ with exponential backoff and jitter (honouring `Retry-After`), and wraps every r
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import os
@@ -131,6 +132,13 @@ class Response:
         return data[:limit]
 
     def close(self) -> None:
+        if _bodiless(self.raw):
+            # requests closes the connection of a response whose body was not read, so
+            # every HEAD, upload POST and blob PUT cost a new connection (a TLS handshake
+            # on real registries). With nothing to read, marking it read lets the
+            # connection go back to the pool instead.
+            with contextlib.suppress(Exception):  # a broken connection is just closed
+                _ = self.raw.content
         self.raw.close()
 
     def __enter__(self) -> Response:
@@ -138,6 +146,19 @@ class Response:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bodiless(raw: Any) -> bool:
+    """True for an unread response that has no body to read: HEAD, 204/304, or
+    `Content-Length: 0` (reading it never waits on the server)."""
+    if getattr(raw, "_content_consumed", True):
+        return False
+    request = getattr(raw, "request", None)
+    if request is not None and request.method == "HEAD":
+        return True
+    status = getattr(raw, "status_code", 0)
+    headers = getattr(raw, "headers", None) or {}
+    return status in (204, 304) or headers.get("Content-Length", "").strip() == "0"
 
 
 def _header_values(raw: requests.Response, name: str) -> list[str]:
