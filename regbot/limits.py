@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "regbot"
 DEFAULT_LEASE = 30.0  # seconds a slot outlives a holder that stopped renewing it
+DEFAULT_CLAIM_TTL = 300.0  # seconds a blob claim outlives a holder that stopped renewing it
+RENEWER_IDLE_EXIT = 30.0  # seconds the lease renewer thread waits for work before it exits
 RATELIMIT_TTL = 6 * 3600  # registries count pulls over 6 h windows (RateLimit-Limit w=21600)
 
 # Waiting polls the store with jittered, doubling pauses between these bounds; a release made
@@ -240,13 +242,15 @@ class Limits:
     """Cluster-wide slots, rates, locks and claims on one store; safe to share between threads."""
 
     def __init__(
-        self, store: redis.Redis, prefix: str = DEFAULT_PREFIX, *, lease: float = DEFAULT_LEASE
+        self, store: redis.Redis, prefix: str = DEFAULT_PREFIX, *, lease: float = DEFAULT_LEASE,
+        claim_ttl: float = DEFAULT_CLAIM_TTL,
     ) -> None:
-        if lease <= 0:
-            raise ValueError("lease must be positive")
+        if lease <= 0 or claim_ttl <= 0:
+            raise ValueError("lease and claim_ttl must be positive")
         self.prefix = prefix
         self.keys = _Keys(prefix)
         self.lease = lease
+        self.claim_ttl = claim_ttl
         self._store = store
         self._where = describe_store(store)
         self._semaphore_script = store.register_script(SEMAPHORE_ACQUIRE)
@@ -291,13 +295,14 @@ class Limits:
 
     @contextmanager
     def blob_claim(
-        self, repo_key: str, digest: str, ttl: float = 300, timeout: float | None = None
+        self, repo_key: str, digest: str, ttl: float | None = None, timeout: float | None = None
     ) -> Iterator[BlobClaim]:
         """One transfer of `digest` into `repo_key` at a time, cluster-wide. Blocks while
-        another holder has it (until it releases or its lease lapses); the lease is renewed
-        while held. Raises LimitTimeout after `timeout` seconds of waiting."""
+        another holder has it (until it releases or its lease lapses); the lease (`ttl`,
+        default `claim_ttl`) is renewed while held. Raises LimitTimeout after `timeout`
+        seconds of waiting."""
         name = f"{repo_key}@{digest}"
-        lock = Lock(self, self.keys.blob(repo_key, digest), name, ttl)
+        lock = Lock(self, self.keys.blob(repo_key, digest), name, ttl or self.claim_ttl)
         deadline = _Deadline(timeout)
         try:
             waited = not lock.acquire()
@@ -622,8 +627,11 @@ class _Renewer:
             with self._cond:
                 while True:
                     if not self._jobs:
-                        self._thread = None
-                        return
+                        # Linger a while: starting a thread per short request is costly.
+                        if not self._cond.wait(RENEWER_IDLE_EXIT) and not self._jobs:
+                            self._thread = None
+                            return
+                        continue
                     now = time.monotonic()
                     due = [(job_id, job) for job_id, job in self._jobs.items() if job.due <= now]
                     if due:
