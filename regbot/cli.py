@@ -85,39 +85,92 @@ def main(ctx: click.Context, config_file, dry_run, verbosity, logopt) -> None:
                "logopt": logopt}
 
 
+def _cluster_options(func: Callable) -> Callable:
+    """Where the cluster is: flags win over $REGBOT_BROKER_URL, $REGBOT_RESULT_BACKEND and
+    $REGBOT_REDIS_URL (see workers/settings.py)."""
+    options = [
+        click.option("--broker", default=None, help="Broker URL (else $REGBOT_BROKER_URL)"),
+        click.option("--result-backend", default=None,
+                     help="Result backend URL (else $REGBOT_RESULT_BACKEND, else the Redis below)"),
+        click.option("--redis-url", default=None,
+                     help="Redis for shared state (else $REGBOT_REDIS_URL, the backend or the broker)"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command()
 @_common_options
+@_cluster_options
 @click.pass_context
-def once(ctx: click.Context, **given: Any) -> None:
-    """Run each script once, ignoring schedules; exit 1 if any script failed."""
+def once(ctx: click.Context, broker: str | None, result_backend: str | None,
+         redis_url: str | None, **given: Any) -> None:
+    """Run each script once, ignoring schedules; exit 1 if any script failed.
+
+    With a broker configured the scripts run on the cluster's workers and their log lines
+    and progress are shown here; without one they run in this process."""
     settings = _settings(ctx, **given)
     config = _load(settings)
     from regbot.embedded import run_once
     from regbot.runner import RunOptions
     from regbot.summary import render_summary
+    from workers.settings import ClusterSettings
 
     options = RunOptions(dry_run=bool(settings.get("dry_run")))
+    cluster = ClusterSettings.resolve(broker, result_backend, redis_url)
+    if cluster is None:
+        def run(**kw: Any) -> list:
+            return run_once(config, options, **kw)
+    else:
+        from workers.submit import run_cluster_once
+
+        def run(**kw: Any) -> list:
+            return run_cluster_once(config, cluster, dry_run=options.dry_run, **kw)
+
     interactive = sys.stderr.isatty()
     if interactive:
         from regbot.display import LiveDisplay
 
         with LiveDisplay(len(config.scripts), sys.stderr) as display:
-            results = run_once(config, options, progress_for=display.for_script,
-                               on_done=lambda _r: display.script_done())
+            results = run(progress_for=display.for_script,
+                          on_done=lambda _r: display.script_done())
     else:
-        results = run_once(config, options)
+        results = run()
     render_summary(results, sys.stdout, rich=sys.stdout.isatty())
     if any(r.status not in ("ok", "skipped") for r in results):
         ctx.exit(1)
 
 
+_LOCK_TTL_OPTION = click.option(
+    "--lock-ttl", type=click.FloatRange(min=1.0), default=None,
+    help="Seconds before a standby beat replaces a dead one (default 30)")
+
+
 @main.command()
 @_common_options
+@_cluster_options
+@click.option("--transfers", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Cluster: processes serving the transfers queue on this node")
+@click.option("-n", "--hostname", "node_name", default="%h", show_default=True,
+              help="Cluster: node name (workers scripts@NAME and transfers@NAME)")
+@_LOCK_TTL_OPTION
 @click.pass_context
-def server(ctx: click.Context, **given: Any) -> None:
-    """Run the scripts on their schedules until SIGINT or SIGTERM."""
+def server(ctx: click.Context, broker: str | None, result_backend: str | None,
+           redis_url: str | None, transfers: int, node_name: str, lock_ttl: float | None,
+           **given: Any) -> None:
+    """Run the scripts on their schedules until SIGINT or SIGTERM.
+
+    With a broker configured this node runs a beat and a worker of the cluster (see
+    `regbot beat` and `regbot worker`); without one the scripts run in this process."""
     settings = _settings(ctx, **given)
     config = _load(settings)
+    from workers.settings import ClusterSettings
+
+    cluster = ClusterSettings.resolve(broker, result_backend, redis_url)
+    if cluster is not None:
+        ctx.exit(_serve_cluster(settings, config, cluster, transfers=transfers,
+                                node_name=node_name, lock_ttl=lock_ttl))
     from regbot.embedded import EmbeddedScheduler
     from regbot.runner import RunOptions
 
@@ -132,6 +185,101 @@ def server(ctx: click.Context, **given: Any) -> None:
     results = scheduler.run()
     if any(r.status not in ("ok", "skipped") for r in results):
         ctx.exit(1)
+
+
+def _serve_cluster(settings: dict[str, Any], config: Any, cluster: Any, *, transfers: int,
+                   node_name: str, lock_ttl: float | None) -> int:
+    """`server` on a cluster: a beat thread plus this node's worker processes."""
+    path = settings.get("config_file")
+    if not path or path == "-":
+        raise ConfigError("a cluster node re-reads its config file: use -c FILE (not stdin)")
+    from beat_schedule.service import run_server
+    from regbot.logs import add_secrets
+    from workers.launcher import NodeOptions
+
+    add_secrets(cluster.secrets())
+    log.info("Server on %s", cluster.describe())
+    node = NodeOptions(config_path=path, settings=cluster, parallel=config.defaults.parallel,
+                       transfers=transfers, node_name=node_name,
+                       log_level=settings.get("verbosity") or "info",
+                       json_logs="json" in settings.get("logopt", ()))
+    return run_server(node, lock_ttl=lock_ttl, dry_run=bool(settings.get("dry_run")))
+
+
+@main.command()
+@_common_options
+@_cluster_options
+@_LOCK_TTL_OPTION
+@click.pass_context
+def beat(ctx: click.Context, broker: str | None, result_backend: str | None,
+         redis_url: str | None, lock_ttl: float | None, **given: Any) -> None:
+    """Send each scheduled script to the cluster when due (the scheduler only; the broker
+    defaults to redis://localhost:6379/0).
+
+    The config file is re-read when it changes or on SIGHUP. Run more than one beat for
+    high availability: one schedules, the others stand by."""
+    settings = _settings(ctx, **given)
+    path = settings.get("config_file")
+    if not path or path == "-":
+        raise ConfigError("beat re-reads its config file when it changes: use -c FILE (not stdin)")
+    from beat_schedule.service import run_beat
+    from regbot.logs import add_secrets
+    from workers.app import create_app
+    from workers.settings import DEFAULT_BROKER, ClusterSettings
+
+    cluster = ClusterSettings.resolve(broker, result_backend, redis_url,
+                                      default_broker=DEFAULT_BROKER)
+    assert cluster is not None  # a default broker was given
+    add_secrets(cluster.secrets())
+    log.info("Beat on %s", cluster.describe())
+    run_beat(create_app(cluster), path, store_url=cluster.redis_url, lock_ttl=lock_ttl,
+             dry_run=bool(settings.get("dry_run")))
+
+
+@main.command()
+@_common_options
+@_cluster_options
+@click.option("--transfers", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Processes serving the transfers queue on this node")
+@click.option("--queues", default="scripts,transfers", show_default=True,
+              help="Queues this node serves, comma separated")
+@click.option("-n", "--hostname", "node_name", default="%h", show_default=True,
+              help="Node name: its workers are scripts@NAME and transfers@NAME")
+@click.option("--lease", type=click.FloatRange(min=1.0), default=None,
+              help="Seconds a dead node's locks, blob claims and request slots outlive it "
+                   "(default: 60, 300 and 30)")
+@click.option("--visibility-timeout", type=click.FloatRange(min=1.0), default=None,
+              help="Redis broker: seconds before a dead node's unfinished transfer is "
+                   "delivered again (default 3600; keep it above the longest transfer)")
+@click.pass_context
+def worker(ctx: click.Context, broker: str | None, result_backend: str | None,
+           redis_url: str | None, transfers: int, queues: str, node_name: str,
+           lease: float | None, visibility_timeout: float | None, **given: Any) -> None:
+    """Run one worker node: scripts (defaults.parallel at a time) and transfers, each
+    queue in its own pool, until SIGINT or SIGTERM."""
+    settings = _settings(ctx, **given)
+    path = settings.get("config_file")
+    if not path or path == "-":
+        raise ConfigError("a worker reads its config file for every task: use -c FILE (not stdin)")
+    config = _load(settings)  # a broken file stops the node now, not each task later
+    from regbot.logs import add_secrets
+    from workers.launcher import NodeOptions, run_node
+    from workers.settings import DEFAULT_BROKER, QUEUES, ClusterSettings
+
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in wanted if q not in QUEUES]
+    if unknown or not wanted:
+        raise click.UsageError(f"--queues {queues!r}: choose from {', '.join(QUEUES)}")
+    cluster = ClusterSettings.resolve(broker, result_backend, redis_url,
+                                      default_broker=DEFAULT_BROKER)
+    assert cluster is not None  # a default broker was given
+    add_secrets(cluster.secrets())
+    level = settings.get("verbosity") or "info"
+    ctx.exit(run_node(NodeOptions(
+        config_path=path, settings=cluster, parallel=config.defaults.parallel,
+        transfers=transfers, queues=wanted, node_name=node_name, log_level=level,
+        json_logs="json" in settings.get("logopt", ()), lease=lease,
+        visibility_timeout=visibility_timeout)))
 
 
 @main.command()

@@ -1,5 +1,6 @@
 """Running scripts in this process: `once` (each script one time) and the scheduler loop
-of `server`. Both call the same `run_script` that the Celery workers call."""
+of `server`. Both call the same `run_script_locked` (regbot/scriptrun.py) that the Celery
+workers call."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from datetime import UTC, datetime
 
 from regbot.config import Config, ScriptConfig
 from regbot.copy.progress import ProgressListener
+from regbot.limits import Limits, store_from_url
 from regbot.logs import get_logger, log_fields
-from regbot.runner import RunOptions, ScriptResult, run_script
+from regbot.runner import RunOptions, ScriptResult
 from regbot.schedule import Schedule, every_schedule, parse_schedule
+from regbot.scriptrun import run_script_locked
 
 log = get_logger("regbot.embedded")
 
@@ -28,12 +31,14 @@ def run_once(
     on_done: Callable[[ScriptResult], None] | None = None,
 ) -> list[ScriptResult]:
     """Each script once, `defaults.parallel` at a time; results in config order."""
+    limits = Limits(store_from_url(options.store_url))
     with ThreadPoolExecutor(max_workers=config.defaults.parallel,
                             thread_name_prefix="script") as pool:
         futures = []
         for script in config.scripts:
             progress = progress_for(script.name) if progress_for else None
-            future = pool.submit(run_script, script, config, options, progress)
+            future = pool.submit(run_script_locked, script, config, options, limits=limits,
+                                 progress=progress)
             if on_done is not None:
                 future.add_done_callback(lambda f: on_done(f.result()))
             futures.append(future)
@@ -58,6 +63,8 @@ class EmbeddedScheduler:
         self.options = options
         self.stop_event = threading.Event()
         self.results: list[ScriptResult] = []
+        # The same script lock as on a cluster (cheap here: the store is in this process).
+        self.limits = Limits(store_from_url(options.store_url))
         self._running: dict[str, Future] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=config.defaults.parallel,
@@ -100,7 +107,8 @@ class EmbeddedScheduler:
                 log_fields(log, logging.WARNING, "Skipping run, previous run still going", script=script.name)
                 return
             started = time.monotonic()
-            future = self._pool.submit(run_script, script, self.config, self.options)
+            future = self._pool.submit(run_script_locked, script, self.config, self.options,
+                                       limits=self.limits)
             self._running[script.name] = future
         future.add_done_callback(lambda f, s=script.name: self._finished(s, f, started))
 

@@ -1,0 +1,261 @@
+"""Real regbot worker nodes for tests: `python -m regbot.cli worker ...` subprocesses.
+
+    nodes = NodeSet(tmp_path, config_path, broker_url, redis_url, env=world_env)
+    a = nodes.start("node1", transfers=2)
+    b = nodes.start("node2", transfers=2)
+    nodes.wait_ready()
+    proc = nodes.once()            # `regbot once -c config` against the same cluster
+    a.transfers_done()             # transfers this node finished (from its Celery log)
+    nodes.stop_all()               # SIGTERM, then SIGKILL after a grace period
+
+Each node runs in its own session (process group), cwd a temp dir, PYTHONPATH the
+repository root, its output in `<tmp>/<name>.log`. `kill()` SIGKILLs the whole group: the
+node, both Celery workers and their pool processes, as when a machine dies.
+
+`rabbitmq_url()` finds a RabbitMQ for the AMQP tests: 127.0.0.1:5672 if it answers, else
+a private `rabbitmq-server` started on free ports when the binary is installed, else None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.registry import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 60.0
+_TRANSFER_DONE = re.compile(r"Task regbot\.transfer\[[0-9a-f-]+\] succeeded")
+_SCRIPT_DONE = re.compile(r"Task regbot\.script\[[0-9a-f-]+\] succeeded")
+
+
+@dataclass
+class WorkerNode:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    queues: tuple[str, ...]
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def transfers_done(self) -> int:
+        return len(_TRANSFER_DONE.findall(self.log_text()))
+
+    def scripts_done(self) -> int:
+        return len(_SCRIPT_DONE.findall(self.log_text()))
+
+    def ready(self) -> bool:
+        text = self.log_text()
+        return all(f"{queue}@{self.name} ready." in text for queue in self.queues)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group (the node and every Celery process)."""
+        _signal_group(self.proc, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, grace: float = 20.0) -> int | None:
+        if self.proc.poll() is None:
+            _signal_group(self.proc, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.proc, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        # Pool processes of a node stopped by SIGKILL may linger: clear the group.
+        _signal_group(self.proc, signal.SIGKILL)
+        return self.proc.returncode
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)  # start_new_session: the group id is the node's pid
+
+
+@dataclass
+class NodeSet:
+    """Nodes of one test cluster, all stopped by stop_all()."""
+
+    root: Path
+    config: Path
+    broker_url: str
+    redis_url: str
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    nodes: list[WorkerNode] = field(default_factory=list)
+
+    def cluster_env(self) -> dict[str, str]:
+        env = dict(self.env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO_ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+        env["REGBOT_BROKER_URL"] = self.broker_url
+        env["REGBOT_REDIS_URL"] = self.redis_url
+        env.pop("REGBOT_RESULT_BACKEND", None)
+        return env
+
+    def start(self, name: str, *, transfers: int = 2, queues: str = "scripts,transfers",
+              lease: float | None = None, visibility_timeout: float | None = None,
+              verbosity: str = "info") -> WorkerNode:
+        cwd = self.root / name
+        cwd.mkdir(parents=True, exist_ok=True)
+        log_path = self.root / f"{name}.log"
+        argv = [sys.executable, "-m", "regbot.cli", "worker", "-c", str(self.config),
+                "-n", name, "--transfers", str(transfers), "--queues", queues,
+                "-v", verbosity]
+        if lease:
+            argv += ["--lease", str(lease)]
+        if visibility_timeout:
+            argv += ["--visibility-timeout", str(visibility_timeout)]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(argv, cwd=cwd, env=self.cluster_env(), stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        node = WorkerNode(name, proc, log_path, tuple(q for q in queues.split(",") if q))
+        self.nodes.append(node)
+        return node
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            while not node.ready():
+                if not node.alive():
+                    raise RuntimeError(f"worker node {node.name} exited with "
+                                       f"{node.proc.returncode}:\n{node.log_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"worker node {node.name} not ready after {timeout}s:\n"
+                                       f"{node.log_text()[-3000:]}")
+                time.sleep(0.1)
+
+    def once(self, *args: str, timeout: float = 150.0,
+             config: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "regbot.cli", "once", "-c", str(config or self.config),
+             *args],
+            cwd=self.root, env=self.cluster_env(), capture_output=True, text=True,
+            timeout=timeout)
+
+    def once_async(self, *args: str, config: Path | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "regbot.cli", "once", "-c", str(config or self.config),
+             *args],
+            cwd=self.root, env=self.cluster_env(), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n.name} ---\n{n.log_text()[-4000:]}" for n in self.nodes)
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            if node.alive():
+                _signal_group(node.proc, signal.SIGTERM)
+        for node in self.nodes:
+            node.stop()
+
+
+# --- RabbitMQ -------------------------------------------------------------------------------
+
+DEFAULT_AMQP = ("127.0.0.1", 5672)
+
+
+@dataclass
+class RabbitMQ:
+    url: str
+    proc: subprocess.Popen | None = None
+    root: Path | None = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            _signal_group(self.proc, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.proc, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def find_rabbitmq(start_timeout: float = 90.0) -> tuple[RabbitMQ | None, str]:
+    """(RabbitMQ, "") when one is usable, else (None, why not)."""
+    if _answers(*DEFAULT_AMQP):
+        return RabbitMQ("amqp://guest:guest@127.0.0.1:5672//"), ""
+    # The server script itself, not Debian's wrapper (which would `su rabbitmq`).
+    binary = next((b for b in ("/usr/lib/rabbitmq/bin/rabbitmq-server",
+                               shutil.which("rabbitmq-server")) if b and os.path.exists(b)), None)
+    if binary is None:
+        return None, ("no RabbitMQ answers on 127.0.0.1:5672 and rabbitmq-server is not "
+                      "installed (apt-get install rabbitmq-server)")
+    root = Path(tempfile.mkdtemp(prefix="regbot-rabbit-"))
+    port, dist = free_port(), free_port()
+    name = f"regbot{port}"
+    env = dict(os.environ,
+               RABBITMQ_NODENAME=f"{name}@localhost",
+               RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+               RABBITMQ_NODE_PORT=str(port),
+               RABBITMQ_DIST_PORT=str(dist),
+               RABBITMQ_BASE=str(root),
+               RABBITMQ_MNESIA_BASE=str(root / "mnesia"),
+               RABBITMQ_LOG_BASE=str(root / "log"),
+               RABBITMQ_CONFIG_FILE=str(root / "rabbitmq"),
+               RABBITMQ_ENABLED_PLUGINS_FILE=str(root / "enabled_plugins"),
+               RABBITMQ_PID_FILE=str(root / "rabbit.pid"),
+               RABBITMQ_FEATURE_FLAGS_FILE=str(root / "feature_flags"),
+               ERL_CRASH_DUMP=str(root / "erl_crash.dump"),
+               HOME=str(root))
+    (root / "rabbitmq.conf").write_text(
+        f"listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n")
+    (root / "enabled_plugins").write_text("[].\n")
+    try:
+        with open(root / "server.out", "wb") as log:
+            proc = subprocess.Popen([binary], env=env, cwd=root, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        return None, f"cannot start rabbitmq-server: {exc}"
+    server = RabbitMQ(f"amqp://guest:guest@127.0.0.1:{port}//", proc, root)
+    deadline = time.monotonic() + start_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = (root / "server.out").read_text(errors="replace")[-500:]
+            server.stop()
+            return None, f"rabbitmq-server exited with {proc.returncode}: {out}"
+        if _answers("127.0.0.1", port):
+            return server, ""
+        time.sleep(0.5)
+    server.stop()
+    return None, f"rabbitmq-server did not listen on 127.0.0.1:{port} within {start_timeout}s"
+
+
+def purge_queues(broker_url: str, redis_url: str) -> None:
+    """Empty the regbot queues (a shared RabbitMQ may hold leftovers of another run)."""
+    from workers.app import create_app
+    from workers.settings import ClusterSettings
+
+    settings = ClusterSettings.resolve(broker_url, None, redis_url, environ={})
+    app = create_app(settings)
+    try:
+        app.control.purge()  # declares the task queues first, then empties them
+    finally:
+        app.close()

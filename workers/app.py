@@ -1,0 +1,156 @@
+"""The Celery app of a regbot cluster.
+
+`celery -A workers.app worker ...` (what `regbot worker` starts, twice: one process per
+queue) imports this module; `app` is configured from the environment (workers/settings.py).
+Clients that only send tasks and wait (`regbot once`) build their own app with
+`create_app(settings)`, naming tasks by their stable names.
+
+Settings, and why:
+- JSON only, for task messages, results and events: nothing but plain data travels, and a
+  result backend entry can never be code.
+- Task events on (`worker_send_task_events`, `task_send_sent_event`) and
+  `task_track_started`, so Flower lists script runs and transfers with their state.
+- Transfers (queue `transfers`, task `regbot.transfer`) are acknowledged late and rejected
+  back to the queue when their worker process dies (`task_reject_on_worker_lost`), with a
+  prefetch of one: a node killed mid-transfer loses nothing, the unit runs again elsewhere.
+  With RabbitMQ that happens as soon as the connection drops; with the Redis broker once the
+  visibility timeout (`REGBOT_VISIBILITY_TIMEOUT`, default 1 h) passes, so keep it above the
+  longest single blob transfer.
+- Script runs (queue `scripts`, task `regbot.script`) are acknowledged when they start: a
+  run can last an hour, longer than RabbitMQ's consumer timeout (30 min) allows an
+  unacknowledged delivery, and a lost run is simply run again by the next schedule. The
+  per-task guard in workers/jobs.py makes a duplicate delivery harmless either way. On the
+  Redis broker `worker_disable_prefetch` keeps a busy node from holding a run back while
+  another node is idle; with RabbitMQ a busy scripts worker may hold one waiting run per
+  process (prefetch), which then starts as soon as a process is free.
+- Broker connections are retried with backoff at start-up and after a loss; publishing
+  retries a few times, then fails with an error instead of hanging.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from workers.settings import (
+    DEFAULT_BROKER,
+    DEFAULT_VISIBILITY_TIMEOUT,
+    ENV_LOG_JSON,
+    ENV_LOG_LEVEL,
+    ENV_VISIBILITY,
+    QUEUE_SCRIPTS,
+    QUEUE_TRANSFERS,
+    SCRIPT_TASK,
+    TRANSFER_TASK,
+    ClusterSettings,
+    env_float,
+    is_redis,
+)
+
+RESULT_TTL = timedelta(days=1)
+# Redis calls of the result backend fail after about this many seconds of outage.
+_BACKEND_RETRY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5,
+                  "interval_max": 2.0}
+_PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
+                  "interval_max": 2.0}
+
+
+def app_config(settings: ClusterSettings, visibility_timeout: float | None = None
+               ) -> dict[str, Any]:
+    """The Celery settings of a regbot app on these URLs."""
+    conf: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_queues": (Queue(QUEUE_SCRIPTS), Queue(QUEUE_TRANSFERS)),
+        "task_default_queue": QUEUE_SCRIPTS,
+        "task_routes": {SCRIPT_TASK: {"queue": QUEUE_SCRIPTS},
+                        TRANSFER_TASK: {"queue": QUEUE_TRANSFERS}},
+        "result_expires": RESULT_TTL,
+        "broker_connection_retry": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # a worker waits for its broker to come back
+        "broker_connection_timeout": 5.0,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": _PUBLISH_RETRY,
+        "redis_socket_connect_timeout": 5.0,
+        "redis_socket_timeout": 30.0,
+        "redis_retry_on_timeout": True,
+        "redis_socket_keepalive": True,
+        "redis_backend_health_check_interval": 30,
+        "result_backend_transport_options": {"retry_policy": _BACKEND_RETRY},
+        "worker_hijack_root_logger": True,
+    }
+    if is_redis(settings.broker_url):
+        # Take a message only when a process is free to run it: a busy scripts worker must
+        # not hold a script run back while another node idles (scripts are acknowledged on
+        # start, so prefetch alone would not stop that).
+        conf["worker_disable_prefetch"] = True
+        vt = visibility_timeout or DEFAULT_VISIBILITY_TIMEOUT
+        conf["broker_transport_options"] = {
+            "visibility_timeout": vt,
+            # look for messages of dead consumers often enough to honour a short timeout
+            "unacked_restore_interval": max(1, min(10, int(vt // 4))),
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 30.0,
+            "socket_connect_timeout": 5.0,
+            "socket_keepalive": True,
+            "health_check_interval": 30,
+        }
+    return conf
+
+
+def create_app(settings: ClusterSettings, visibility_timeout: float | None = None,
+               *, include_tasks: bool = False) -> Celery:
+    """A Celery app on `settings`; `include_tasks` registers workers.tasks (workers only)."""
+    app = Celery("regbot", include=["workers.tasks"] if include_tasks else [])
+    app.conf.update(app_config(settings, visibility_timeout))
+    return app
+
+
+_worker_app: Celery | None = None
+
+
+def worker_app() -> Celery:
+    """The worker's app, configured from the environment on first use (`workers.app.app`
+    is this, so importing the module elsewhere, e.g. for create_app, needs no cluster)."""
+    global _worker_app
+    if _worker_app is None:
+        settings = ClusterSettings.resolve(default_broker=DEFAULT_BROKER)
+        assert settings is not None  # a default broker was given
+        _worker_app = create_app(settings, env_float(ENV_VISIBILITY), include_tasks=True)
+    return _worker_app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # what `celery -A workers.app` and workers/tasks.py look up
+        return worker_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@signals.after_setup_logger.connect
+def _setup_regbot_logging(**_: Any) -> None:
+    """Celery configured its own loggers: give regbot's the level and format the node was
+    started with (regbot's lines keep their key=value or JSON form, secrets redacted)."""
+    from regbot.logs import configure_logging
+
+    level = os.environ.get(ENV_LOG_LEVEL) or "info"
+    handler = configure_logging(level, json_format=os.environ.get(ENV_LOG_JSON) == "1")
+    # The relay of `once` may want more detail than this node prints: the threshold sits
+    # on the handler, so the logger level can be lowered for a run (workers/logstream.py).
+    handler.setLevel(logging.getLogger("regbot").level)

@@ -1,0 +1,132 @@
+"""What a worker process knows: its settings, its config file, one Limits and one client.
+
+Every task reads the configuration and credentials here, from the node's own config file
+(`REGBOT_CONFIG`) and environment, never from a task message. The file is loaded again
+when it changes, so a new regbot.yml reaches the workers without a restart. Everything is
+built lazily, in the process that uses it (after the prefork pool has forked).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+import redis
+
+from regbot.client import RegClient
+from regbot.config import Config, load_config
+from regbot.errors import ConfigError
+from regbot.limits import Limits, store_from_url
+from regbot.logs import add_secrets
+from regbot.runner import build_client
+from workers.settings import (
+    DEFAULT_BROKER,
+    ENV_CONFIG,
+    ENV_LEASE,
+    ClusterSettings,
+    env_float,
+)
+
+
+@dataclass
+class WorkerContext:
+    """Per-process state of a worker. `lease` (seconds) shortens how long a dead holder
+    keeps locks, claims and slots; None keeps each one's own default."""
+
+    settings: ClusterSettings
+    config_path: str
+    lease: float | None = None
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _config: Config | None = field(default=None, repr=False)
+    _config_stamp: tuple[int, int] | None = field(default=None, repr=False)
+    _client: RegClient | None = field(default=None, repr=False)
+    _limits: Limits | None = field(default=None, repr=False)
+    _store: redis.Redis | None = field(default=None, repr=False)
+
+    @classmethod
+    def with_store(cls, settings: ClusterSettings, config_path: str, store: redis.Redis,
+                   lease: float | None = None) -> WorkerContext:
+        """A context on an existing Redis client (tests: a fakeredis one)."""
+        ctx = cls(settings, config_path, lease)
+        ctx._store = store
+        return ctx
+
+    def config(self) -> Config:
+        """The config file, loaded again when its mtime or size changed."""
+        try:
+            st = os.stat(self.config_path)
+        except OSError as exc:
+            raise ConfigError(f"{self.config_path}: cannot read the worker's config: "
+                              f"{exc.strerror or exc}") from None
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._guard:
+            if self._config is None or stamp != self._config_stamp:
+                config = load_config(self.config_path)
+                add_secrets(_config_secrets(config) + self.settings.secrets())
+                self._config, self._config_stamp, self._client = config, stamp, None
+            return self._config
+
+    def store(self) -> redis.Redis:
+        """The cluster's Redis (shared state, run streams, stop signals)."""
+        with self._guard:
+            if self._store is None:
+                self._store = store_from_url(self.settings.redis_url)
+            return self._store
+
+    def limits(self) -> Limits:
+        store = self.store()
+        with self._guard:
+            if self._limits is None:
+                if self.lease:
+                    self._limits = Limits(store, lease=self.lease, claim_ttl=self.lease)
+                else:
+                    self._limits = Limits(store)
+            return self._limits
+
+    def client(self) -> RegClient:
+        """One client per config version, shared by the tasks of this process (its
+        connections and tokens are reused from one transfer to the next)."""
+        config = self.config()
+        limits = self.limits()
+        with self._guard:
+            if self._client is None or self._config is not config:
+                from regbot.runner import RunOptions
+
+                self._client = build_client(
+                    config, RunOptions(store_url=self.settings.redis_url), limits=limits)
+            return self._client
+
+
+def _config_secrets(config: Config) -> list[str]:
+    return [v for host in config.creds for v in (host.password, host.token, host.client_key)]
+
+
+_current: WorkerContext | None = None
+_current_guard = threading.Lock()
+
+
+def current() -> WorkerContext:
+    """This process's context, made from the environment on first use."""
+    global _current
+    with _current_guard:
+        if _current is None:
+            settings = ClusterSettings.resolve(default_broker=DEFAULT_BROKER)
+            assert settings is not None
+            _current = WorkerContext(settings, _env_config(), env_float(ENV_LEASE))
+        return _current
+
+
+def set_current(context: WorkerContext | None) -> None:
+    """Install a context (tests, or an embedding program); None: back to the environment."""
+    global _current
+    with _current_guard:
+        _current = context
+
+
+def _env_config() -> str:
+    path = os.environ.get(ENV_CONFIG, "")
+    if not path:
+        raise ConfigError(f"the worker has no config file: start it with -c FILE "
+                          f"(or set {ENV_CONFIG})")
+    return path

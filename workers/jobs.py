@@ -1,0 +1,216 @@
+"""The work behind the two tasks, as plain functions; workers/tasks.py only unpacks
+Celery's request and calls these.
+
+- `script_job`: one run of one script from the worker's own config, under the script's
+  cluster-wide lock (regbot/scriptrun.py), its image copies fanned out by a CeleryExecutor,
+  its log lines and progress relayed to `once` when a run id came with it.
+- `transfer_job`: one copy unit (regbot.copy.execute_unit) with the worker's own client,
+  retried with backoff on transient failures, stopped when its copy is cancelled.
+
+Both run under a per-task guard: deliveries of one task id never run at the same time
+(a broker may deliver a message again while the first delivery still runs, e.g. after the
+Redis visibility timeout), and once one succeeded, later deliveries do nothing. A dead
+holder's guard expires with its lease, so the next delivery does the work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import redis
+from celery import Celery
+
+from regbot.copy.cancel import CancelToken
+from regbot.copy.errors import CopyCancelled
+from regbot.copy.execute import execute_unit
+from regbot.copy.progress import ProgressEvent, ProgressListener
+from regbot.copy.units import Unit, UnitResult
+from regbot.errors import ConfigError, LimitError, LimitTimeout, RegbotError, TransportError
+from regbot.limits import Limits
+from regbot.logs import get_logger, log_fields, redact
+from regbot.runner import STATUS_FAILED, RunOptions, ScriptResult
+from regbot.scriptrun import SCRIPT_LOCK_LEASE, run_script_locked
+from workers import context
+from workers.executor import CeleryExecutor, UnitFailed, copy_cancel_key
+from workers.logstream import RunStream, StreamProgress, relay_logs, watch_cancel
+
+log = get_logger("regbot.workers")
+
+TASK_LEASE = 60.0  # seconds a dead delivery keeps its task guard
+DONE_TTL = 6 * 3600  # seconds a finished task id is remembered (redeliveries come sooner)
+TRANSFER_ATTEMPTS = 3  # tries of a unit failing with a transient error
+RETRY_BASE = 2.0  # seconds before the second try; doubled each time
+CANCEL_CHECK_EVERY = 0.5  # seconds between two looks at a copy's stop signal
+
+
+class Duplicate(Exception):
+    """Another delivery of this task id runs, or already succeeded: do nothing."""
+
+
+def task_guard_name(task_id: str) -> str:
+    return f"task:{task_id}"
+
+
+@contextmanager
+def task_guard(limits: Limits, store: redis.Redis, task_id: str, *, wait: bool,
+               lease: float = TASK_LEASE, timeout: float | None = None) -> Iterator[None]:
+    """Run the body for one delivery of `task_id` at a time, and only until one succeeds.
+
+    `wait`: block while another delivery holds the guard (transfers: the holder may die
+    and then this delivery must do the work); else raise Duplicate at once (scripts)."""
+    lock = limits.lock(task_guard_name(task_id), ttl=lease)
+    if not lock.acquire(blocking=wait, timeout=timeout):
+        raise Duplicate(task_id)
+    lock.keep_alive()
+    done_key = limits.keys.once(f"task-done:{task_id}")
+    try:
+        if store.exists(done_key):
+            raise Duplicate(task_id)
+        yield
+        store.set(done_key, "1", ex=DONE_TTL)
+    finally:
+        lock.release()
+
+
+# --- scripts -----------------------------------------------------------------------------
+
+
+def script_job(name: str, *, app: Celery, task_id: str, dry_run: bool = False,
+               run_id: str = "", log_level: int | None = None) -> dict[str, Any]:
+    """Run script `name` of this worker's config once; the ScriptResult as a dict (its
+    error redacted)."""
+    ctx = context.current()
+    try:
+        config = ctx.config()
+    except ConfigError as exc:
+        return _failed(name, f"worker config: {exc}")
+    try:
+        script = config.script(name)
+    except KeyError:
+        return _failed(name, f"script {name!r} is not in the worker's config {config.source}")
+    limits = ctx.limits()
+    store = ctx.store()
+    stream = RunStream(store, run_id) if run_id else None
+    cancel = threading.Event()
+    executor = CeleryExecutor(app, store, script=name, run_id=run_id, log_level=log_level)
+    options = RunOptions(dry_run=dry_run, store_url=ctx.settings.redis_url)
+    with task_guard(limits, store, task_id, wait=False, lease=ctx.lease or TASK_LEASE), \
+            ExitStack() as stack:
+        if stream is not None:
+            stack.enter_context(relay_logs(stream, name, log_level))
+            stack.enter_context(watch_cancel(stream, cancel))
+        result = run_script_locked(
+            script, config, options, limits=limits,
+            progress=StreamProgress(stream, name) if stream is not None else None,
+            executor=executor, cancel=cancel, lease=ctx.lease or SCRIPT_LOCK_LEASE)
+    result.error = redact(result.error)
+    return result.to_dict()
+
+
+def _failed(name: str, error: str) -> dict[str, Any]:
+    log_fields(log, logging.ERROR, "Script failed", script=name, error=redact(error))
+    return ScriptResult(name=name, status=STATUS_FAILED, error=redact(error)).to_dict()
+
+
+# --- transfers ---------------------------------------------------------------------------
+
+
+class RemoteCancelToken(CancelToken):
+    """A CancelToken that also fires when the copy's stop signal appears in Redis (looked
+    at no more than every CANCEL_CHECK_EVERY seconds)."""
+
+    def __init__(self, store: redis.Redis, key: str, deadline: float | None = None) -> None:
+        super().__init__(deadline)
+        self._store = store
+        self._key = key
+        self._checked = 0.0
+
+    @property
+    def reason(self) -> str:
+        own = super().reason
+        if own or not self._key:
+            return own
+        now = time.monotonic()
+        if now - self._checked >= CANCEL_CHECK_EVERY:
+            self._checked = now
+            try:
+                value = self._store.get(self._key)
+            except redis.RedisError:
+                value = None  # a blip: the copy goes on, and we look again later
+            if value:
+                text = value.decode(errors="replace") if isinstance(value, bytes) else value
+                self.cancel(f"copy stopped: {text}")
+        return super().reason
+
+
+class _Reporter(ProgressListener):
+    """Turns a unit's bytes_done events into task state updates (PROGRESS)."""
+
+    def __init__(self, report: Callable[[int], None]) -> None:
+        self._report = report
+
+    def bytes_done(self, event: ProgressEvent) -> None:
+        try:
+            self._report(event.bytes_done)
+        except Exception as exc:  # progress is a nicety, never a reason to fail
+            log.debug("cannot report transfer progress: %s", exc)
+
+
+def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
+                 task_id: str, hostname: str = "",
+                 report: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run one copy unit; its UnitResult as a dict (plus the node that ran it). A failure
+    is raised as UnitFailed carrying the regbot error type and its one-line message."""
+    unit = Unit.from_dict(unit_data)
+    ctx = context.current()
+    store = ctx.store()
+    limits = ctx.limits()
+    deadline = run.get("deadline")
+    token = RemoteCancelToken(
+        store, copy_cancel_key(str(run.get("copy_id") or "")) if run.get("copy_id") else "",
+        deadline=None if deadline is None else time.monotonic() + (deadline - time.time()))
+    progress = _Reporter(report) if report is not None else None
+    run_id = str(run.get("run_id") or "")
+    level = run.get("log_level")
+    try:
+        with task_guard(limits, store, task_id, wait=True, lease=ctx.lease or TASK_LEASE,
+                        timeout=token.remaining()), ExitStack() as stack:
+            if run_id:
+                stack.enter_context(relay_logs(RunStream(store, run_id), script,
+                                               level if isinstance(level, int) else None))
+            result = _execute(ctx.client(), unit, progress, token, script)
+    except Duplicate:
+        raise
+    except RegbotError as exc:
+        raise UnitFailed.from_error(exc, redact(" ".join(str(exc).split()))) from None
+    return {**result.to_dict(), "hostname": hostname}
+
+
+def _execute(client: Any, unit: Unit, progress: ProgressListener | None,
+             token: CancelToken, script: str) -> UnitResult:
+    """execute_unit, tried again after transient failures (connection trouble and server
+    errors that outlasted the HTTP client's own retries, a Redis blip)."""
+    for attempt in itertools.count(1):
+        try:
+            return execute_unit(client, unit, progress=progress, cancel=token)
+        except CopyCancelled:
+            raise
+        except (TransportError, LimitError) as exc:
+            if isinstance(exc, LimitTimeout) or attempt >= TRANSFER_ATTEMPTS:
+                raise
+            delay = RETRY_BASE * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
+            log_fields(log, logging.WARNING, "Transfer failed, retrying", script=script,
+                       unit=unit.describe(), attempt=attempt, delay=round(delay, 1),
+                       error=" ".join(str(exc).split()))
+            end = time.monotonic() + delay
+            while time.monotonic() < end:
+                token.check(unit.describe())
+                time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+    raise AssertionError("unreachable")

@@ -1,0 +1,286 @@
+"""The way back from workers to `regbot once`: log lines and progress of one run.
+
+`once` makes a run id and passes it in every task's arguments. While a task of that run
+is going, its worker process sends each regbot log record (after the secret-redaction
+filter) and each copy progress event to a Redis stream named after the run
+(`regbot:run:<id>`); `once` reads the stream, prints the lines through its own logging (so
+they look as they do in an embedded run) and feeds the events to its progress display.
+The stream holds only what the log lines hold (names, references, digests, counts), is
+capped in length and expires a day after its last entry. `once` can also ask the run's
+scripts to stop (`cancel`), which they do as at their timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from regbot.copy.progress import ProgressEvent, ProgressListener
+from regbot.logs import ROOT, RedactFilter, ScriptFieldFilter, redact
+
+log = logging.getLogger("regbot.workers")
+
+STREAM_PREFIX = "regbot:run"
+STREAM_MAXLEN = 50_000  # entries kept per run (approximate trim)
+STREAM_TTL = 24 * 3600  # seconds a run's stream outlives its last entry
+PROGRESS_EVENTS = ("started", "bytes_done", "skipped", "mounted", "finished", "failed")
+
+
+class RunStream:
+    """The stream of one run id in `store` (a redis.Redis)."""
+
+    def __init__(self, store: redis.Redis, run_id: str) -> None:
+        if not run_id or not run_id.replace("-", "").isalnum():
+            raise ValueError(f"bad run id {run_id!r}")
+        self.store = store
+        self.run_id = run_id
+        self.key = f"{STREAM_PREFIX}:{run_id}"
+        self.cancel_key = f"{STREAM_PREFIX}:{run_id}:cancel"
+
+    # --- writing (workers) ---
+
+    def publish(self, entry: dict[str, Any]) -> None:
+        """Append one entry; raises redis errors (callers decide whether they matter)."""
+        body = json.dumps(entry, separators=(",", ":"), default=str)
+        pipe = self.store.pipeline(transaction=False)
+        pipe.xadd(self.key, {"e": body}, maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.expire(self.key, STREAM_TTL)
+        pipe.execute()
+
+    def cancelled(self) -> str:
+        """Why `once` asked this run to stop, "" when it did not."""
+        raw = self.store.get(self.cancel_key)
+        return raw.decode() if isinstance(raw, bytes) else (raw or "")
+
+    # --- reading (once) ---
+
+    def read(self, after: str, block: float | None = None,
+             count: int = 500) -> list[tuple[str, dict[str, Any]]]:
+        """Entries after id `after` ("0" for all), waiting up to `block` seconds for one."""
+        block_ms = None if block is None else max(1, int(block * 1000))
+        answer = self.store.xread({self.key: after}, count=count, block=block_ms)
+        out: list[tuple[str, dict[str, Any]]] = []
+        for _key, entries in answer or ():
+            for entry_id, data in entries:
+                eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                raw = data.get(b"e", data.get("e"))
+                try:
+                    out.append((eid, json.loads(raw)))
+                except (TypeError, ValueError):
+                    log.debug("ignoring an unreadable entry %s of run %s", eid, self.run_id)
+        return out
+
+    def cancel(self, reason: str) -> None:
+        self.store.set(self.cancel_key, reason, ex=STREAM_TTL)
+
+    def delete(self) -> None:
+        self.store.delete(self.key, self.cancel_key)
+
+
+# --- the worker side ---------------------------------------------------------------------
+
+
+class StreamLogHandler(logging.Handler):
+    """Sends regbot log records to a RunStream (redacted); never raises into the logger."""
+
+    def __init__(self, stream: RunStream, script: str, level: int) -> None:
+        super().__init__(level)
+        self.stream = stream
+        self.script = script
+        self.addFilter(ScriptFieldFilter())
+        self.addFilter(RedactFilter())
+        self._failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = getattr(record, "fields", None) or {}
+            entry = {
+                "t": "log",
+                "script": self.script,
+                "logger": record.name,
+                "level": record.levelno,
+                "time": record.created,
+                "msg": redact(record.getMessage()),
+                "fields": {str(k): _plain(v) for k, v in fields.items()},
+            }
+            if record.exc_text:
+                entry["exc"] = redact(record.exc_text)
+            self.stream.publish(entry)
+        except Exception:  # the relay must never break the script it reports on
+            if not self._failed:
+                self._failed = True
+                log.warning("cannot relay log lines of run %s to its Redis stream",
+                            self.stream.run_id)
+
+
+class StreamProgress(ProgressListener):
+    """A copy ProgressListener that forwards every event to a RunStream."""
+
+    def __init__(self, stream: RunStream, script: str) -> None:
+        self.stream = stream
+        self.script = script
+        self._failed = False
+
+    def _send(self, name: str, event: ProgressEvent) -> None:
+        try:
+            self.stream.publish({"t": "progress", "script": self.script, "event": name,
+                                 "data": event.to_dict()})
+        except Exception:
+            if not self._failed:
+                self._failed = True
+                log.warning("cannot relay progress of run %s to its Redis stream",
+                            self.stream.run_id)
+
+    def started(self, event: ProgressEvent) -> None:
+        self._send("started", event)
+
+    def bytes_done(self, event: ProgressEvent) -> None:
+        self._send("bytes_done", event)
+
+    def skipped(self, event: ProgressEvent) -> None:
+        self._send("skipped", event)
+
+    def mounted(self, event: ProgressEvent) -> None:
+        self._send("mounted", event)
+
+    def finished(self, event: ProgressEvent) -> None:
+        self._send("finished", event)
+
+    def failed(self, event: ProgressEvent) -> None:
+        self._send("failed", event)
+
+
+_level_guard = threading.Lock()
+
+
+@contextmanager
+def relay_logs(stream: RunStream, script: str, level: int | None) -> Iterator[None]:
+    """While inside, this process's regbot log records at `level` and above (default: what
+    the node logs) also go to `stream`."""
+    root = logging.getLogger(ROOT)
+    level = root.getEffectiveLevel() if level is None else level
+    handler = StreamLogHandler(stream, script, level)
+    with _level_guard:
+        if root.getEffectiveLevel() > level:
+            # Lower the logger only: this node's own handler keeps its threshold.
+            for existing in root.handlers:
+                if existing.level == logging.NOTSET:
+                    existing.setLevel(root.getEffectiveLevel())
+            root.setLevel(level)
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        with _level_guard:
+            root.removeHandler(handler)
+
+
+@contextmanager
+def watch_cancel(stream: RunStream, event: threading.Event,
+                 interval: float = 1.0) -> Iterator[None]:
+    """Set `event` when `once` cancels the run (checked every `interval` seconds)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(interval):
+            try:
+                if stream.cancelled():
+                    event.set()
+                    return
+            except redis.RedisError:
+                continue  # a blip: look again next time
+
+    thread = threading.Thread(target=watch, name="regbot-cancel-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def _plain(value: Any) -> Any:
+    """A field value as JSON carries it, secrets redacted (the filter only does that when
+    secrets are known)."""
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        return json.loads(redact(json.dumps(value, default=str)))
+    return redact(str(value))
+
+
+# --- the `once` side ---------------------------------------------------------------------
+
+
+class RunFollower:
+    """Replays a run's entries in this process: log lines through regbot's logging, progress
+    events to `progress_for(script)` listeners."""
+
+    def __init__(self, stream: RunStream,
+                 progress_for: Callable[[str], ProgressListener | None] | None = None) -> None:
+        self.stream = stream
+        self.progress_for = progress_for
+        self.last = "0"
+        self._listeners: dict[str, ProgressListener | None] = {}
+
+    def poll(self, block: float | None = None) -> int:
+        """Replay what arrived (waiting up to `block` seconds); returns how many entries."""
+        entries = self.stream.read(self.last, block=block)
+        for entry_id, entry in entries:
+            self.last = entry_id
+            self._replay(entry)
+        return len(entries)
+
+    def drain(self) -> None:
+        while self.poll(block=None):
+            pass
+
+    def _replay(self, entry: dict[str, Any]) -> None:
+        kind = entry.get("t")
+        if kind == "log":
+            self._replay_log(entry)
+        elif kind == "progress" and self.progress_for is not None:
+            self._replay_progress(entry)
+
+    def _replay_log(self, entry: dict[str, Any]) -> None:
+        name = str(entry.get("logger") or ROOT)
+        if name != ROOT and not name.startswith(ROOT + "."):
+            name = f"{ROOT}.{name}"
+        logger = logging.getLogger(name)
+        level = int(entry.get("level") or logging.INFO)
+        if not logger.isEnabledFor(level):
+            return
+        fields = entry.get("fields") or {}
+        if not isinstance(fields, dict):
+            fields = {}
+        record = logger.makeRecord(name, level, "(worker)", 0, str(entry.get("msg", "")), None,
+                                   None, extra={"fields": fields})
+        created = entry.get("time")
+        if isinstance(created, (int, float)):
+            record.created = float(created)
+            record.msecs = (record.created - int(record.created)) * 1000
+        if entry.get("exc"):
+            record.exc_text = str(entry["exc"])
+        logger.handle(record)
+
+    def _replay_progress(self, entry: dict[str, Any]) -> None:
+        script = str(entry.get("script", ""))
+        if script not in self._listeners:
+            self._listeners[script] = self.progress_for(script) if self.progress_for else None
+        listener = self._listeners[script]
+        name = entry.get("event")
+        data = entry.get("data")
+        if listener is None or name not in PROGRESS_EVENTS or not isinstance(data, dict):
+            return
+        try:
+            event = ProgressEvent(**{k: data[k] for k in ProgressEvent.__dataclass_fields__
+                                     if k in data})
+        except TypeError:
+            return
+        getattr(listener, name)(event)
+
