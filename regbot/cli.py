@@ -138,7 +138,7 @@ def once(ctx: click.Context, broker: str | None, result_backend: str | None,
     else:
         results = run()
     render_summary(results, sys.stdout, rich=sys.stdout.isatty())
-    if any(r.status not in ("ok", "skipped") for r in results):
+    if any(r.failed for r in results):
         ctx.exit(1)
 
 
@@ -183,7 +183,7 @@ def server(ctx: click.Context, broker: str | None, result_backend: str | None,
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     results = scheduler.run()
-    if any(r.status not in ("ok", "skipped") for r in results):
+    if any(r.failed for r in results):
         ctx.exit(1)
 
 

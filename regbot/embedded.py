@@ -82,7 +82,7 @@ class EmbeddedScheduler:
         return table
 
     def run(self) -> list[ScriptResult]:
-        """Blocks until `stop()`; then waits for running scripts and returns all results."""
+        """Blocks until `stop()`; then cancels running scripts and returns all results."""
         due = self._due_table(datetime.now(UTC))
         while not self.stop_event.is_set():
             now = datetime.now(UTC)
@@ -93,8 +93,10 @@ class EmbeddedScheduler:
             next_when = min((when for _, _, when in due.values()), default=None)
             wait = 1.0 if next_when is None else (next_when - datetime.now(UTC)).total_seconds()
             self.stop_event.wait(min(max(wait, 0.01), 1.0))
-        log_fields(log, logging.DEBUG, "Stopping: waiting on running scripts")
-        self._pool.shutdown(wait=True)
+        # As the Go regbot cancels its context: running scripts stop at their next Lua
+        # instruction or copy chunk (a copy interrupted leaves the target valid).
+        log_fields(log, logging.DEBUG, "Stopping: cancelling running scripts")
+        self._pool.shutdown(wait=True, cancel_futures=True)
         return self.results
 
     def stop(self) -> None:
@@ -108,11 +110,13 @@ class EmbeddedScheduler:
                 return
             started = time.monotonic()
             future = self._pool.submit(run_script_locked, script, self.config, self.options,
-                                       limits=self.limits)
+                                       limits=self.limits, cancel=self.stop_event)
             self._running[script.name] = future
         future.add_done_callback(lambda f, s=script.name: self._finished(s, f, started))
 
     def _finished(self, name: str, future: Future, started: float) -> None:
+        if future.cancelled():  # queued behind others when the server stopped
+            return
         result = future.result()
         with self._lock:
             self.results.append(result)

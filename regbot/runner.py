@@ -24,7 +24,9 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_TIMEOUT = "timeout"
 STATUS_SKIPPED = "skipped"
-STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_SKIPPED)
+STATUS_CANCELLED = "cancelled"  # stopped from outside (server shutdown), not by its timeout
+STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_SKIPPED, STATUS_CANCELLED)
+FAILED_STATUSES = (STATUS_FAILED, STATUS_TIMEOUT)
 
 
 @dataclass
@@ -49,6 +51,10 @@ class ScriptResult:
     @property
     def ok(self) -> bool:
         return self.status in (STATUS_OK, STATUS_SKIPPED)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,7 +124,8 @@ def run_script(
         with script_context(script.name):
             sandbox.run(script.script)
     except ScriptTimeout as exc:
-        result.status = STATUS_TIMEOUT
+        cancelled = cancel is not None and cancel.is_set()
+        result.status = STATUS_CANCELLED if cancelled else STATUS_TIMEOUT
         result.error = format_error(script, config, exc)
     except ScriptError as exc:
         result.status = STATUS_FAILED

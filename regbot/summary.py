@@ -46,7 +46,7 @@ def render_summary(results: Sequence[ScriptResult], stream: IO[str], *, rich: bo
         for column in _COLUMNS:
             table.add_column(column, justify="left" if column in ("script", "status") else "right")
         for result in results:
-            style = {"ok": "green", "skipped": "yellow"}.get(result.status, "red")
+            style = {"ok": "green", "skipped": "yellow", "cancelled": "yellow"}.get(result.status, "red")
             row = _row(result)
             table.add_row(row[0], f"[{style}]{row[1]}[/]", *row[2:])
         Console(file=stream, force_terminal=True).print(table)

@@ -106,6 +106,10 @@ scripts:
       log("tick")
       local t = os.clock()
       while os.clock() - t < 1.6 do end
+  - name: endless
+    interval: 1s
+    script: |
+      while true do end
   - name: unscheduled
     script: |
       log("never from server")
@@ -118,9 +122,13 @@ def test_server_runs_on_schedule_and_skips_overlaps(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "regbot", "server", "-c", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(6.5)
+    stopping = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
+    # the endless run was cancelled at once, not waited for
+    assert time.monotonic() - stopping < 3, "the running script was not cancelled"
     assert proc.returncode == 0, err
+    assert 'script=endless status=cancelled' in err
     ticks = err.count('msg=tick script=slow')
     assert ticks >= 2, err
     assert "Skipping run, previous run still going" in err
