@@ -58,7 +58,7 @@ class RegBlobReader:
                 assert resp is not None
                 broken: BaseException | None = None
                 try:
-                    for chunk in resp.raw.iter_content(READ_CHUNK):
+                    for chunk in _available_chunks(resp.raw):
                         if not chunk:
                             continue
                         total += len(chunk)
@@ -349,6 +349,21 @@ class _Skipped(Response):
         super().__init__(_SkipRaw(resp.raw, offset), resp.host, resp.request_url, resp.ref)
 
 
+def _read_available(raw: requests.Response) -> Iterator[bytes]:
+    """Chunks of up to READ_CHUNK bytes as they arrive: large on a fast network (few
+    Python calls per GiB), small on a slow one (progress and cancellation stay prompt)."""
+    read1 = getattr(raw.raw, "read1", None)
+    if read1 is None:
+        yield from raw.iter_content(READ_CHUNK)
+        return
+    while chunk := read1(READ_CHUNK):
+        yield chunk
+
+
+def _available_chunks(raw: requests.Response | _SkipRaw) -> Iterator[bytes]:
+    return raw.iter_available() if isinstance(raw, _SkipRaw) else _read_available(raw)
+
+
 class _SkipRaw:
     def __init__(self, raw: requests.Response, offset: int) -> None:
         self._raw = raw
@@ -357,8 +372,8 @@ class _SkipRaw:
         self.status_code = raw.status_code
         self.url = raw.url
 
-    def iter_content(self, chunk_size: int) -> Iterator[bytes]:
-        for chunk in self._raw.iter_content(chunk_size):
+    def iter_available(self) -> Iterator[bytes]:
+        for chunk in _read_available(self._raw):
             if self._skip:
                 drop = min(self._skip, len(chunk))
                 self._skip -= drop
