@@ -57,7 +57,7 @@ def test_dry_run_changes_nothing(world):
 
 def test_quickstart_scripts_run_unchanged(world):
     world, front = world
-    proc = run_regbot(world, "once")
+    proc = run_regbot(world, "once", "-v", "trace")  # the most verbose logs still hide secrets
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert all_local_tags(world) == quickstart.expected_after_run()
 
@@ -73,7 +73,11 @@ def test_quickstart_scripts_run_unchanged(world):
         assert up.headers["Docker-Content-Digest"] == down.headers["Docker-Content-Digest"]
     # credentials went to the token endpoint, and never into the output
     assert any(user == quickstart.HUB_USER for _scope, user in front.token_requests)
-    assert quickstart.HUB_PASSWORD not in proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert quickstart.HUB_PASSWORD not in output
+    tokens = front.issued_tokens()
+    assert tokens and not any(token in output for token in tokens)
+    assert "level=debug" in output and "/v2/" in output  # request-level logs really were on
     # the summary names every script
     for name in ("mirror minor versions", "debian date stamped mirror", "delete old builds"):
         assert name in proc.stdout
