@@ -115,6 +115,17 @@ class Registries:
         self._started.clear()
 
 
+def check_copied(src: str, tgt: str, repo: str, tags: Sequence[str]) -> None:
+    """Every tag of `repo` in the target registry names the source's digest."""
+    from tests.support import images
+
+    for tag in tags:
+        want = images.head_manifest(src, repo, tag).headers.get("Docker-Content-Digest")
+        got = images.head_manifest(tgt, repo, tag).headers.get("Docker-Content-Digest")
+        if not want or want != got:
+            raise RuntimeError(f"{tgt}/{repo}:{tag} is {got}, the source has {want}")
+
+
 # --- measured processes ----------------------------------------------------------------
 
 

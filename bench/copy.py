@@ -40,6 +40,7 @@ from _common import (  # noqa: E402
     Registries,
     Table,
     best_of,
+    check_copied,
     ensure_tool,
     human,
     load_note,
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 tgt = regs.start()
                 with step(f"{name}: copying {len(tags)} images into {tgt.host}{label}"):
                     timed.setdefault(name, []).append(run(src.host, tgt.host, tags))
-                check_copied(src.host, tgt.host, tags)
+                check_copied(src.host, tgt.host, REPO, tags)
                 regs.stop(tgt)
         counts: dict[str, collections.Counter] = {}
         if not args.no_count:
@@ -160,15 +161,6 @@ def build_source(host: str, count: int, platforms: tuple[str, ...], layers: int,
             for digest, data in m.blobs.items():
                 blobs[digest] = len(data)
     return tags, stored + sum(blobs.values()), blobs
-
-
-def check_copied(src: str, tgt: str, tags: list[str]) -> None:
-    """Every tag in the target names the source's digest (both tools keep digests)."""
-    for tag in tags:
-        want = images.head_manifest(src, REPO, tag).headers.get("Docker-Content-Digest")
-        got = images.head_manifest(tgt, REPO, tag).headers.get("Docker-Content-Digest")
-        if not want or want != got:
-            raise RuntimeError(f"{tgt}/{REPO}:{tag} is {got}, the source has {want}")
 
 
 # --- contenders -------------------------------------------------------------------------
