@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from regbot.client import RegClient
@@ -141,13 +141,8 @@ def run_script(
     finally:
         if sandbox is not None:
             sandbox.close()
-            stats = sandbox.stats
-            result.images_copied = stats.images_copied
-            result.blobs_copied = stats.blobs_copied
-            result.blobs_skipped = stats.blobs_skipped
-            result.blobs_mounted = stats.blobs_mounted
-            result.bytes_copied = stats.bytes_copied
-            result.tags_deleted = stats.tags_deleted
+            # RunStats' counters are ScriptResult fields of the same names.
+            result = replace(result, **asdict(sandbox.stats))
         result.duration = round(time.monotonic() - start, 3)
     _log_result(log, result)
     return result

@@ -100,5 +100,5 @@ def mem_registry():
     reg.stop()
 
 
-# A real redis-server for the session (tests/support/redis_server.py).
-from tests.support.redis_server import redis_server  # noqa: E402, F401
+# A real redis-server for the session, and a broker database on it (tests/support/redis_server.py).
+from tests.support.redis_server import broker, redis_server  # noqa: E402, F401

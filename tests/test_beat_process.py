@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -16,23 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.beat import sent_runs
-
-ROOT = Path(__file__).resolve().parent.parent
-DB = 15  # the beat and flower tests' database on the session redis-server (flushed per test)
-
-
-@pytest.fixture
-def broker(redis_server):
-    client = redis_server.client(DB)
-    client.flushdb()
-    yield redis_server.url_for(DB)
-    client.flushdb()
-    client.close()
+from tests.support.processes import REPO_ROOT, regbot_env, spawn, stop_process
+from tests.support.redis_server import BROKER_DB
 
 
 @pytest.fixture
 def queue(redis_server):
-    client = redis_server.client(DB)
+    client = redis_server.client(BROKER_DB)
     yield lambda: sent_runs(client, "scripts")
     client.close()
 
@@ -40,26 +29,16 @@ def queue(redis_server):
 class BeatProcess:
     def __init__(self, config: Path, broker: str, log: Path, *extra: str) -> None:
         self.log_path = log
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        for name in ("REGBOT_BROKER_URL", "REGBOT_RESULT_BACKEND", "REGBOT_REDIS_URL"):
-            env.pop(name, None)
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "regbot", "beat", "-c", str(config), "--broker", broker,
-                 *extra],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.proc = spawn(
+            [sys.executable, "-m", "regbot", "beat", "-c", str(config), "--broker", broker,
+             *extra],
+            log, env=regbot_env(), cwd=REPO_ROOT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                return self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait()
+        return stop_process(self.proc, grace=15)
 
 
 @pytest.fixture

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DB = 15  # the beat and flower tests' database on the session redis-server (flushed per test)
+from tests.support.processes import REPO_ROOT, regbot_env, spawn, stop_process
+from tests.support.redis_server import BROKER_DB
 
 CONFIG = """\
 version: 1
@@ -34,15 +31,6 @@ scripts:
 """
 
 
-@pytest.fixture
-def broker(redis_server):
-    client = redis_server.client(DB)
-    client.flushdb()
-    yield redis_server.url_for(DB)
-    client.flushdb()
-    client.close()
-
-
 def script_results(client) -> list[dict]:
     """Every finished regbot.script result in the backend, with its finish time."""
     out = []
@@ -57,15 +45,11 @@ def test_server_runs_beat_and_worker_and_skips_overlapping_runs(tmp_path, redis_
     config = tmp_path / "regbot.yml"
     config.write_text(CONFIG)
     log_path = tmp_path / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for name in ("REGBOT_BROKER_URL", "REGBOT_RESULT_BACKEND", "REGBOT_REDIS_URL"):
-        env.pop(name, None)
-    client = redis_server.client(DB)
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "regbot", "server", "-c", str(config), "--broker", broker,
-             "--transfers", "1", "-n", f"server-test-{os.getpid()}"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    client = redis_server.client(BROKER_DB)
+    proc = spawn(
+        [sys.executable, "-m", "regbot", "server", "-c", str(config), "--broker", broker,
+         "--transfers", "1", "-n", f"server-test-{os.getpid()}"],
+        log_path, env=regbot_env(), cwd=REPO_ROOT)
     try:
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline and proc.poll() is None:
@@ -77,12 +61,7 @@ def test_server_runs_beat_and_worker_and_skips_overlapping_runs(tmp_path, redis_
         else:
             pytest.fail(f"no two runs and one skip within 45 s; log:\n{log_path.read_text()}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace=30)
         client.close()
 
     log = log_path.read_text(errors="replace")

@@ -27,6 +27,7 @@ from regbot.limits import Limits
 from tests.support import images, quickstart
 from tests.support.celery_cluster import NodeSet, find_rabbitmq, purge_queues
 from tests.support.fronts import FaultFront, TokenAuthFront
+from tests.support.redis_server import flushed_db
 from tests.support.registry import start_registry
 
 pytestmark = pytest.mark.timeout(240)
@@ -53,11 +54,8 @@ EMBEDDED_SUMMARY = [
 def redis_db(redis_server):
     """A Redis URL on a database of this test's own (emptied before and after)."""
     db = 1 + next(_dbs) % 13  # 14 and 15 are left to other tests
-    client = redis_server.client(db)
-    client.flushdb()
-    yield redis_server.url_for(db)
-    client.flushdb()
-    client.close()
+    with flushed_db(redis_server, db) as url:
+        yield url
 
 
 @pytest.fixture

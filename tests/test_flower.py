@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
-from tests.support.registry import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-DB = 15  # the beat and flower tests' database on the session redis-server (flushed per test)
+from tests.support.processes import REPO_ROOT, free_port, regbot_env, spawn, stop_process
 
 CONFIG = """\
 version: 1
@@ -28,54 +23,24 @@ scripts:
 """
 
 
-@pytest.fixture
-def broker(redis_server):
-    client = redis_server.client(DB)
-    client.flushdb()
-    yield redis_server.url_for(DB)
-    client.flushdb()
-    client.close()
-
-
-def _env(broker: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "REGBOT_BROKER_URL": broker,
-           "FLOWER_UNAUTHENTICATED_API": "true"}
-    for name in ("REGBOT_RESULT_BACKEND", "REGBOT_REDIS_URL"):
-        env.pop(name, None)
-    return env
-
-
-def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with open(log, "wb") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_flower_lists_script_runs_with_args_state_and_runtime(tmp_path, broker):
     config = tmp_path / "regbot.yml"
     config.write_text(CONFIG)
     port = free_port()
-    env = _env(broker)
+    env = regbot_env(REGBOT_BROKER_URL=broker, FLOWER_UNAUTHENTICATED_API="true")
     procs = []
     try:
-        procs.append(_spawn(
+        procs.append(spawn(
             [sys.executable, "-m", "celery", "-A", "workers.app", "flower",
-             "--address=127.0.0.1", f"--port={port}"], env, tmp_path / "flower.log"))
+             "--address=127.0.0.1", f"--port={port}"],
+            tmp_path / "flower.log", env=env, cwd=REPO_ROOT))
         base = f"http://127.0.0.1:{port}"
         _wait(lambda: _get(f"{base}/healthcheck") == "OK", 30, "Flower to answer", tmp_path)
 
-        procs.append(_spawn(
+        procs.append(spawn(
             [sys.executable, "-m", "regbot", "worker", "-c", str(config), "--transfers", "1",
-             "-n", f"flower-test-{os.getpid()}"], env, tmp_path / "worker.log"))
+             "-n", f"flower-test-{os.getpid()}"],
+            tmp_path / "worker.log", env=env, cwd=REPO_ROOT))
 
         from workers.app import create_app
         from workers.settings import SCRIPT_TASK, ClusterSettings
@@ -110,7 +75,7 @@ def test_flower_lists_script_runs_with_args_state_and_runtime(tmp_path, broker):
         app.close()
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_process(proc, grace=20)
 
 
 def _get(url: str) -> str | None:

@@ -19,9 +19,10 @@ from regbot.types.manifest import (
     Manifest,
 )
 from regbot.types.ref import Reference
-from tests.reg_helpers import make_scheme, plain, ref, start_custom_registry
+from tests.reg_helpers import make_scheme, plain, ref
 from tests.support import images
 from tests.support.fronts import FaultFront
+from tests.support.registry import start_registry
 
 
 @pytest.fixture
@@ -213,7 +214,7 @@ def test_tag_list_limit_and_last_client_side(scheme, registry, repo):
 
 
 def test_catalog_pagination():
-    reg = start_custom_registry(extra="catalog:\n  maxentries: 2\n")
+    reg = start_registry(extra="catalog:\n  maxentries: 2\n")
     try:
         names = [f"cat/r{i}" for i in range(5)]
         for name in names:

@@ -17,7 +17,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from regbot.errors import TransportError
 from regbot.hosts import TLS_ENABLED, TLS_INSECURE, Host
-from tests.reg_helpers import make_scheme, ref, start_custom_registry
+from tests.reg_helpers import make_scheme, ref
+from tests.support.registry import start_registry
 
 
 def _pem_key(key) -> str:
@@ -77,14 +78,14 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tls_registry(pki):
-    reg = start_custom_registry(http_extra=pki.tls_config())
+    reg = start_registry(http_extra=pki.tls_config())
     yield reg
     reg.stop()
 
 
 @pytest.fixture(scope="module")
 def mtls_registry(pki):
-    reg = start_custom_registry(http_extra=pki.tls_config(mtls=True))
+    reg = start_registry(http_extra=pki.tls_config(mtls=True))
     yield reg
     reg.stop()
 

@@ -16,7 +16,6 @@ run in the separate `transfers` pool, so a node with one script slot never starv
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 import uuid
@@ -32,8 +31,7 @@ from celery.result import AsyncResult, EagerResult
 from regbot import errors as regbot_errors
 from regbot.copy.cancel import CancelToken
 from regbot.copy.errors import CopyCancelled, CopyError
-from regbot.copy.executors import ExecContext, topological_order
-from regbot.copy.executors import _priority as _priority  # the LocalExecutor's order
+from regbot.copy.executors import ExecContext, ReadyQueue, topological_order
 from regbot.copy.progress import ProgressEvent, emit_result
 from regbot.copy.units import Unit, UnitResult
 from regbot.errors import RegbotError
@@ -140,16 +138,7 @@ class CeleryExecutor:
         token = CancelToken(parents=(ctx.cancel, self.cancel))
         copy_id = uuid.uuid4().hex
         limit = self.max_in_flight or max(4, 2 * ctx.concurrency)
-        index = {u.id: i for i, u in enumerate(units)}
-        waiting = {u.id: len(set(u.deps)) for u in units}
-        dependents: dict[str, list[str]] = {u.id: [] for u in units}
-        for unit in units:
-            for dep in set(unit.deps):
-                dependents[dep].append(unit.id)
-        ready: list[tuple[tuple[int, int, int], str]] = []
-        for unit in units:
-            if waiting[unit.id] == 0:
-                heapq.heappush(ready, (_priority(unit, index[unit.id]), unit.id))
+        ready = ReadyQueue(units)  # the LocalExecutor's order
         results: dict[str, UnitResult] = {}
         in_flight: dict[str, _InFlight] = {}
         failure: RegbotError | None = None
@@ -161,8 +150,7 @@ class CeleryExecutor:
                                             f" of {len(units)} units ran: {token.reason}")
                     break
                 while ready and len(in_flight) < limit:
-                    _, uid = heapq.heappop(ready)
-                    sent = self._send(units[index[uid]], copy_id, token)
+                    sent = self._send(ready.pop(), copy_id, token)
                     in_flight[sent.result.id] = sent
                 changed = False
                 for task_id, item in list(in_flight.items()):
@@ -179,11 +167,7 @@ class CeleryExecutor:
                         self._replay_done(item, result, ctx)
                         results[item.unit.id] = result
                         forget_result(item.result)
-                        for dependent in dependents[item.unit.id]:
-                            waiting[dependent] -= 1
-                            if waiting[dependent] == 0:
-                                heapq.heappush(ready, (_priority(units[index[dependent]],
-                                                                 index[dependent]), dependent))
+                        ready.done(item.unit)
                     else:
                         failure = self._failed(item, state, info, ctx)
                         forget_result(item.result)

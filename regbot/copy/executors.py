@@ -54,28 +54,63 @@ def topological_order(units: Sequence[Unit]) -> list[Unit]:
         if unit.id in by_id:
             raise CopyError(f"copy plan has two units with id {unit.id!r}")
         by_id[unit.id] = unit
-    index = {u.id: i for i, u in enumerate(units)}
-    waiting = {u.id: len(set(u.deps)) for u in units}
-    dependents: dict[str, list[str]] = {u.id: [] for u in units}
     for unit in units:
         for dep in set(unit.deps):
             if dep not in by_id:
                 raise CopyError(f"copy unit {unit.id!r} depends on unknown unit {dep!r}")
-            dependents[dep].append(unit.id)
-    ready = [index[uid] for uid, n in waiting.items() if n == 0]
-    heapq.heapify(ready)
+    ready = ReadyQueue(units, plan_order=True)
     order: list[Unit] = []
     while ready:
-        unit = units[heapq.heappop(ready)]
+        unit = ready.pop()
         order.append(unit)
-        for uid in dependents[unit.id]:
-            waiting[uid] -= 1
-            if waiting[uid] == 0:
-                heapq.heappush(ready, index[uid])
+        ready.done(unit)
     if len(order) != len(units):
-        stuck = sorted(uid for uid, n in waiting.items() if n > 0)
-        raise CopyError(f"copy plan has a dependency cycle among units {stuck[:5]}")
+        raise CopyError(f"copy plan has a dependency cycle among units {ready.blocked()[:5]}")
     return order
+
+
+class ReadyQueue:
+    """The units of a plan whose deps have all finished, in the order to start them:
+    largest blob first, then the other units, plan order breaking ties (`plan_order`:
+    plan order only). `done(unit)` releases the units that were waiting for it. The ids
+    and deps must be valid (see `topological_order`)."""
+
+    def __init__(self, units: Sequence[Unit], *, plan_order: bool = False) -> None:
+        self._units = units
+        self._index = {u.id: i for i, u in enumerate(units)}
+        self._waiting = {u.id: len(set(u.deps)) for u in units}
+        self._dependents: dict[str, list[str]] = {u.id: [] for u in units}
+        for unit in units:
+            for dep in set(unit.deps):
+                self._dependents[dep].append(unit.id)
+        self._plan_order = plan_order
+        self._heap: list[tuple[tuple[int, ...], int]] = []
+        for unit in units:
+            if self._waiting[unit.id] == 0:
+                self._push(unit.id)
+
+    def __bool__(self) -> bool:
+        return bool(self._heap)
+
+    def pop(self) -> Unit:
+        """The next unit to start."""
+        return self._units[heapq.heappop(self._heap)[1]]
+
+    def done(self, unit: Unit) -> None:
+        for uid in self._dependents[unit.id]:
+            self._waiting[uid] -= 1
+            if self._waiting[uid] == 0:
+                self._push(uid)
+
+    def blocked(self) -> list[str]:
+        """The ids of the units still waiting for a dep, sorted."""
+        return sorted(uid for uid, n in self._waiting.items() if n > 0)
+
+    def _push(self, uid: str) -> None:
+        position = self._index[uid]
+        unit = self._units[position]
+        key = (position,) if self._plan_order else _priority(unit, position)
+        heapq.heappush(self._heap, (key, position))
 
 
 class SequentialExecutor:
@@ -119,20 +154,7 @@ class LocalExecutor:
             return []
         workers = max(1, self.max_workers or ctx.concurrency)
         token = CancelToken(parents=(ctx.cancel, self.cancel))
-        index = {u.id: i for i, u in enumerate(units)}
-        waiting = {u.id: len(set(u.deps)) for u in units}
-        dependents: dict[str, list[str]] = {u.id: [] for u in units}
-        for unit in units:
-            for dep in set(unit.deps):
-                dependents[dep].append(unit.id)
-        ready: list[tuple[tuple[int, int, int], Unit]] = []
-
-        def push(unit: Unit) -> None:
-            heapq.heappush(ready, (_priority(unit, index[unit.id]), unit))
-
-        for unit in units:
-            if waiting[unit.id] == 0:
-                push(unit)
+        ready = ReadyQueue(units)
         results: dict[str, UnitResult] = {}
         first_error: BaseException | None = None
         running: dict[Future[UnitResult], Unit] = {}
@@ -140,7 +162,7 @@ class LocalExecutor:
             while ready or running:
                 while ready and len(running) < workers and first_error is None \
                         and not token.cancelled:
-                    _, unit = heapq.heappop(ready)
+                    unit = ready.pop()
                     # The caller's context (e.g. the script name logs carry) goes along.
                     fut = pool.submit(contextvars.copy_context().run, execute_unit,
                                       ctx.client, unit, progress=ctx.progress,
@@ -157,13 +179,10 @@ class LocalExecutor:
                         if first_error is None or (isinstance(first_error, CopyCancelled)
                                                    and not isinstance(exc, CopyCancelled)):
                             first_error = exc
-                        token.cancel(f"stopped after {units[index[unit.id]].describe()} failed")
+                        token.cancel(f"stopped after {unit.describe()} failed")
                         continue
                     results[unit.id] = fut.result()
-                    for uid in dependents[unit.id]:
-                        waiting[uid] -= 1
-                        if waiting[uid] == 0:
-                            push(units[index[uid]])
+                    ready.done(unit)
         if first_error is not None:
             raise first_error
         if len(results) != len(units):

@@ -14,7 +14,7 @@ from typing import Any
 
 from regbot.sandbox.image import config_state
 from regbot.sandbox.reference import as_reference
-from regbot.sandbox.runtime import ArgumentError, Sandbox, lua_type_name
+from regbot.sandbox.runtime import ArgumentError, Sandbox
 from regbot.types.descriptor import Descriptor, digest_of
 from regbot.types.ref import Reference
 
@@ -98,9 +98,8 @@ def setup(sb: Sandbox) -> None:
             state = config_state(sb, content, "blob.put")
             desc, source = state.descriptor, state.raw
         else:
-            kind = f"a {found[0]} object" if found else lua_type_name(content)
-            raise ArgumentError(
-                f"blob.put: content expected (a string, blob object or config object), got {kind}")
+            raise ArgumentError("blob.put: content expected (a string, blob object or config "
+                                f"object), got {sb.describe(content)}")
         sb.log.info("Put blob", ref=ref.name, digest=desc.digest, size=desc.size,
                     dry_run=sb.dry_run)
         if sb.dry_run:

@@ -15,7 +15,7 @@ from regbot.durations import DurationError, format_duration, parse_duration
 from regbot.errors import RegbotError
 from regbot.sandbox import manifest as manifest_mod
 from regbot.sandbox.reference import as_reference
-from regbot.sandbox.runtime import ArgumentError, Sandbox, lua_type_name
+from regbot.sandbox.runtime import ArgumentError, Sandbox
 from regbot.sandbox.schema import SchemaError, normalize
 from regbot.types.descriptor import Descriptor, digest_of
 from regbot.types.manifest import Manifest
@@ -84,11 +84,7 @@ def new_config_object(sb: Sandbox, state: ConfigState) -> Any:
 
 
 def config_state(sb: Sandbox, value: Any, what: str) -> ConfigState:
-    found = sb.lookup(value)
-    if found is None or found[0] != "config":
-        kind = f"a {found[0]} object" if found else lua_type_name(value)
-        raise ArgumentError(f"{what}: config object expected, got {kind}")
-    return found[1]
+    return sb.object_state(value, "config", what)
 
 
 def config_document(sb: Sandbox, value: Any, state: ConfigState, what: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from regbot.errors import NotFound, RegbotError
 from regbot.sandbox.reference import as_reference
-from regbot.sandbox.runtime import ArgumentError, Sandbox, lua_type_name
+from regbot.sandbox.runtime import ArgumentError, Sandbox
 from regbot.sandbox.schema import SCHEMAS, SchemaError, manifest_schema, normalize
 from regbot.types.descriptor import Descriptor
 from regbot.types.manifest import Manifest
@@ -101,11 +101,7 @@ def _document(manifest: Manifest) -> dict[str, Any]:
 
 
 def manifest_state(sb: Sandbox, value: Any, what: str) -> ManifestState:
-    found = sb.lookup(value)
-    if found is None or found[0] != "manifest":
-        kind = f"a {found[0]} object" if found else lua_type_name(value)
-        raise ArgumentError(f"{what}: manifest object expected, got {kind}")
-    return found[1]
+    return sb.object_state(value, "manifest", what)
 
 
 # --- conversions for Lua ---

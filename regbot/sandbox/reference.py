@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from regbot.sandbox.runtime import ArgumentError, Sandbox, lua_type_name
+from regbot.sandbox.runtime import ArgumentError, Sandbox
 from regbot.types.ref import Reference
 
 # Objects that stand for a reference: a manifest or config stands for the one it was read from.
@@ -26,12 +26,7 @@ def as_reference(sb: Sandbox, value: Any, what: str = "reference") -> Reference:
     found = sb.lookup(value)
     if found is not None and found[0] in REFERENCE_KINDS:
         return found[1].ref
-    raise ArgumentError(f"{what}: reference expected, got {_describe(sb, value)}")
-
-
-def _describe(sb: Sandbox, value: Any) -> str:
-    found = sb.lookup(value)
-    return f"a {found[0]} object" if found is not None else lua_type_name(value)
+    raise ArgumentError(f"{what}: reference expected, got {sb.describe(value)}")
 
 
 def new_reference(sb: Sandbox, ref: Reference) -> Any:
@@ -41,7 +36,7 @@ def new_reference(sb: Sandbox, ref: Reference) -> Any:
 def _state(sb: Sandbox, value: Any, what: str) -> RefState:
     found = sb.lookup(value)
     if found is None or found[0] != "reference":
-        raise ArgumentError(f"{what}: reference object expected, got {_describe(sb, value)}"
+        raise ArgumentError(f"{what}: reference object expected, got {sb.describe(value)}"
                             " (call it as r:" + what.rsplit(".", 1)[-1] + "(...))")
     return found[1]
 

@@ -38,7 +38,7 @@ from regbot.durations import format_duration
 from regbot.errors import LimitTimeout, RegbotError, ScriptError, ScriptTimeout
 from regbot.logs import TRACE, ScriptLogger
 from regbot.sandbox.objects import PRELUDE
-from regbot.sandbox.schema import lua_schemas
+from regbot.sandbox.schema import lua_schemas, lua_type_name
 
 # Instructions between two deadline checks. A check (a call into Python) costs about
 # 0.75 µs; 5000 simple instructions take 25-50 µs, so a tight loop runs ~2-3 % slower
@@ -173,6 +173,18 @@ class Sandbox:
         if oid is None:
             return None
         return self._objects.get(oid)
+
+    def describe(self, value: Any) -> str:
+        """What an argument is, for error messages: `a manifest object` or its Lua type."""
+        found = self.lookup(value)
+        return f"a {found[0]} object" if found is not None else lua_type_name(value)
+
+    def object_state(self, value: Any, kind: str, what: str) -> Any:
+        """The state of `value`, a Lua object of `kind`; ArgumentError naming `what` if not."""
+        found = self.lookup(value)
+        if found is None or found[0] != kind:
+            raise ArgumentError(f"{what}: {kind} object expected, got {self.describe(value)}")
+        return found[1]
 
     def fields(self, value: Any) -> Any:
         """The (possibly edited) document of an object, as plain Python values."""
@@ -407,21 +419,6 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def lua_type_name(value: Any) -> str:
-    kind = lua51.lua_type(value)
-    if kind is not None:
-        return kind
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, bytes):
-        return "string"
-    return type(value).__name__
 
 
 def _is_cancellation(exc: BaseException) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import lupa.lua51 as lua51
+
 from regbot.types.manifest import INDEX_TYPES, V1_TYPES
 
 # Field kinds.
@@ -214,7 +216,7 @@ def _struct(value: Any, type_name: str, orig: Any, where: str) -> dict[str, Any]
     if isinstance(value, list) and not value:
         value = {}
     if not isinstance(value, dict):
-        raise SchemaError(f"{where}: expected a table, got {_kind(value)}")
+        raise SchemaError(f"{where}: expected a table, got {lua_type_name(value)}")
     orig = orig if isinstance(orig, dict) else {}
     remaining = dict(value)
     fields = SCHEMAS[type_name]
@@ -273,7 +275,7 @@ def _field(item: Any, field: Field, orig: Any, where: str) -> Any:
         if isinstance(item, dict) and not item:
             item = []
         if not isinstance(item, list):
-            raise SchemaError(f"{where}: expected an array, got {_kind(item)}")
+            raise SchemaError(f"{where}: expected an array, got {lua_type_name(item)}")
         origs = orig if isinstance(orig, list) else []
         out = []
         for i, elem in enumerate(item):
@@ -288,7 +290,7 @@ def _field(item: Any, field: Field, orig: Any, where: str) -> Any:
         if isinstance(item, list) and not item:
             item = {}
         if not isinstance(item, dict):
-            raise SchemaError(f"{where}: expected a table, got {_kind(item)}")
+            raise SchemaError(f"{where}: expected a table, got {lua_type_name(item)}")
         origs = orig if isinstance(orig, dict) else {}
         if field.type == STR:
             return {str(k): _scalar(v, str, f"{where}[{k!r}]") for k, v in item.items()}
@@ -321,12 +323,12 @@ def _scalar(value: Any, typ: type, where: str) -> Any:
         return value
     if typ is bool and isinstance(value, bool):
         return value
-    raise SchemaError(f"{where}: expected a {'string' if typ is str else 'boolean'}, got {_kind(value)}")
+    raise SchemaError(f"{where}: expected a {'string' if typ is str else 'boolean'}, got {lua_type_name(value)}")
 
 
 def _int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SchemaError(f"{where}: expected a number, got {_kind(value)}")
+        raise SchemaError(f"{where}: expected a number, got {lua_type_name(value)}")
     if isinstance(value, float) and not value.is_integer():
         raise SchemaError(f"{where}: expected a whole number, got {value}")
     return int(value)
@@ -336,13 +338,20 @@ def _is_empty(value: Any) -> bool:
     return value in ("", 0, False, None) or (isinstance(value, (list, dict)) and not value)
 
 
-def _kind(value: Any) -> str:
+def lua_type_name(value: Any) -> str:
+    """A value's Lua type as error messages name it: a Lua value's own, else the one a plain
+    Python value stands for (bytes and str are strings, dicts and lists tables)."""
+    kind = lua51.lua_type(value)
+    if kind is not None:
+        return kind
     if value is None:
         return "nil"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    if isinstance(value, str):
+    if isinstance(value, (bytes, str)):
         return "string"
-    return "table"
+    if isinstance(value, (dict, list)):
+        return "table"
+    return type(value).__name__

@@ -31,9 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.registry import free_port
+from tests.support.processes import REPO_ROOT, free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 60.0
 _TRANSFER_DONE = re.compile(r"Task regbot\.transfer\[[0-9a-f-]+\] succeeded")
 _SCRIPT_DONE = re.compile(r"Task regbot\.script\[[0-9a-f-]+\] succeeded")

@@ -1,7 +1,8 @@
 """Start real `redis-server` processes on loopback ports, and the `redis_server` fixture.
 
 The fixture is session-wide: tests sharing it keep apart by key prefix (or by database,
-`url_for(db)`), and clean up what they write.
+`url_for(db)`, `flushed_db`), and clean up what they write. `broker` is the beat and Flower
+tests' broker: database BROKER_DB of that server.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.support.registry import free_port, wait_for_port
+from tests.support.processes import free_port, spawn, stop_process, wait_for_port
 
 REDIS_BINARY = shutil.which("redis-server")
+BROKER_DB = 15  # the `broker` fixture's database (tests/test_cluster.py keeps off 14 and 15)
 
 
 @dataclass
@@ -41,13 +45,7 @@ class RedisProcess:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -58,19 +56,17 @@ def start_redis() -> RedisProcess:
     root = Path(tempfile.mkdtemp(prefix="regbot-redis-"))
     port = free_port()
     log_path = root / "redis.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                REDIS_BINARY,
-                "--port", str(port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(root),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn(
+        [
+            REDIS_BINARY,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(root),
+        ],
+        log_path,
+    )
     server = RedisProcess(port, root, proc, log_path)
     try:
         wait_for_port(port, proc=proc)
@@ -106,3 +102,22 @@ def redis_server():
     server = start_redis()
     yield server
     server.stop()
+
+
+@contextmanager
+def flushed_db(server: RedisProcess, db: int) -> Iterator[str]:
+    """The URL of database `db` of `server`, emptied before and after the block."""
+    client = server.client(db)
+    client.flushdb()
+    try:
+        yield server.url_for(db)
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def broker(redis_server):
+    """A broker URL on database BROKER_DB of the session redis-server (emptied per test)."""
+    with flushed_db(redis_server, BROKER_DB) as url:
+        yield url

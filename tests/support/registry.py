@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
+from tests.support.processes import free_port, spawn, stop_process, wait_for_port
+
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 def htpasswd_line(user: str, password: str) -> str:
@@ -68,20 +50,22 @@ class RegistryProcess:
         return sess
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start_registry(
-    *, user: str = "", password: str = "", validation_disabled: bool = False
+    *,
+    user: str = "",
+    password: str = "",
+    validation_disabled: bool = False,
+    http_extra: str = "",
+    extra: str = "",
 ) -> RegistryProcess:
-    """Filesystem storage in a temp dir, delete enabled, optional htpasswd basic auth."""
+    """Filesystem storage in a temp dir, delete enabled, optional htpasswd basic auth.
+
+    Extra config: `http_extra` goes under `http:` (e.g. a `tls:` block, indented here),
+    `extra` at the top level (e.g. `catalog:\\n  maxentries: 2`)."""
     root = Path(tempfile.mkdtemp(prefix="regbot-registry-"))
     port = free_port()
     auth = ""
@@ -99,18 +83,14 @@ def start_registry(
         "  delete:\n    enabled: true\n"
         "  maintenance:\n    uploadpurging:\n      enabled: false\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: regbot-test-secret\n"
+        + textwrap.indent(http_extra, "  ")
         + auth
         + validation
+        + extra
     )
     log_path = root / "registry.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [REGISTRY_BINARY, "serve", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    proc = spawn([REGISTRY_BINARY, "serve", str(config)], log_path, env=env)
     registry = RegistryProcess(port, root, proc, user, password, log_path)
     try:
         wait_for_port(port, proc=proc)
