@@ -8,6 +8,7 @@ child spawned with vfork (as Python's subprocess does) inherits the parent's pea
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -36,6 +37,15 @@ _UNITS = {
     "ki": 1024, "kib": 1024, "mi": MiB, "mib": MiB, "gi": 1024**3, "gib": 1024**3,
 }
 SAMPLE_INTERVAL = 0.01  # seconds between two VmHWM samples of a measured process
+
+
+def bench_parser(doc: str, needs: str) -> argparse.ArgumentParser:
+    """An argument parser whose --help ends with what the benchmark needs installed."""
+    return argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        epilog=f"Needs: `pip install -e .` (no test extras), {needs}. Run from anywhere.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def parse_size(text: str) -> int:

@@ -36,6 +36,7 @@ from _common import (  # noqa: E402
     Measure,
     Registries,
     Table,
+    bench_parser,
     best_of,
     ensure_tool,
     human,
@@ -59,7 +60,7 @@ SPEED_GOAL = 1.5  # regbot may take at most this many times curl's time
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, "Debian's docker-registry and curl (installed with apt-get when missing)")
     parser.add_argument("--size", default="1GiB", help="blob size (default 1GiB)")
     parser.add_argument("--mode", choices=("blob", "image", "both"), default="both",
                         help="regbot path to measure: one blob unit, copy_image, or both")

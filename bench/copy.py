@@ -39,6 +39,7 @@ from _common import (  # noqa: E402
     Measure,
     Registries,
     Table,
+    bench_parser,
     best_of,
     check_copied,
     ensure_tool,
@@ -61,7 +62,7 @@ RSS_GOAL = 150 * MB
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, "Debian's docker-registry and skopeo (installed with apt-get when missing; --no-skopeo skips it)")
     parser.add_argument("--images", type=int, default=20, help="number of images (default 20)")
     parser.add_argument("--platforms", type=int, default=3, choices=range(1, len(PLATFORMS) + 1),
                         help="platforms per image (default 3)")

@@ -68,6 +68,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from _common import (  # noqa: E402
     Registries,
     Table,
+    bench_parser,
     check_copied,
     ensure_tool,
     human,
@@ -92,7 +93,7 @@ _SUMMARY_FIELD = re.compile(r'([\w-]+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, "Debian's docker-registry and redis-server (installed with apt-get when missing); worker nodes are started by the benchmark")
     parser.add_argument("--images", type=int, default=8, help="images to copy (default 8)")
     parser.add_argument("--layers", type=int, default=4, help="layers per image (default 4)")
     parser.add_argument("--layer-size", default="2MiB", help="size of each layer (default 2MiB)")

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from tests.support.redis_server import BROKER_DB, REDIS_BINARY, flushed_db, start_redis
 from tests.support.registry import start_registry
 
 _counter = itertools.count()
@@ -100,5 +101,21 @@ def mem_registry():
     reg.stop()
 
 
-# A real redis-server for the session, and a broker database on it (tests/support/redis_server.py).
-from tests.support.redis_server import broker, redis_server  # noqa: E402, F401
+# A real redis-server for the session, and a broker database on it.
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server for the session (skipped when the binary is missing)."""
+    if REDIS_BINARY is None:
+        pytest.skip("redis-server binary not found on PATH: tests against real Redis skipped")
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def broker(redis_server):
+    """A broker URL on database BROKER_DB of the session redis-server (emptied per test)."""
+    with flushed_db(redis_server, BROKER_DB) as url:
+        yield url

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +11,7 @@ from regbot.hosts import Host
 from regbot.runner import RunOptions, ScriptResult, run_script
 from tests.sandbox_support import LogCapture
 from tests.support import images as im
-
-QUICKSTART = Path(__file__).resolve().parents[2] / "shared" / "seed" / "regbot-quickstart.md"
+from tests.support.quickstart import scripts_text
 
 
 @pytest.fixture
@@ -141,9 +138,9 @@ def test_dry_run_option_reaches_the_sandbox(registry, repo, logcap):
 
 
 def _quickstart_yaml(docker_host: str, local_host: str) -> str:
-    text = QUICKSTART.read_text()
-    block = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    """The repository's regbot.yml (the quick start's), its creds pointed at local registries."""
     creds = (
+        "version: 1\n"
         "creds:\n"
         "  - registry: docker.io\n"
         f"    hostname: {docker_host}\n"
@@ -152,8 +149,7 @@ def _quickstart_yaml(docker_host: str, local_host: str) -> str:
         f"    hostname: {local_host}\n"
         "    tls: disabled\n"
     )
-    start, end = block.index("creds:\n"), block.index("defaults:\n")
-    return block[:start] + creds + block[end:]
+    return creds + scripts_text()
 
 
 def _push_tags(host, repo, tags, seed, **kw):

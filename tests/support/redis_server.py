@@ -1,6 +1,6 @@
-"""Start real `redis-server` processes on loopback ports, and the `redis_server` fixture.
+"""Start real `redis-server` processes on loopback ports (the fixtures are in tests/conftest.py).
 
-The fixture is session-wide: tests sharing it keep apart by key prefix (or by database,
+The `redis_server` fixture is session-wide: tests sharing it keep apart by key prefix (or by database,
 `url_for(db)`, `flushed_db`), and clean up what they write. `broker` is the beat and Flower
 tests' broker: database BROKER_DB of that server.
 """
@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import redis
 
 from tests.support.processes import free_port, spawn, stop_process, wait_for_port
@@ -94,16 +93,6 @@ def _wait_for_ping(server: RedisProcess, timeout: float = 10.0) -> None:
         client.close()
 
 
-@pytest.fixture(scope="session")
-def redis_server():
-    """A real redis-server for the session (skipped when the binary is missing)."""
-    if REDIS_BINARY is None:
-        pytest.skip("redis-server binary not found on PATH: tests against real Redis skipped")
-    server = start_redis()
-    yield server
-    server.stop()
-
-
 @contextmanager
 def flushed_db(server: RedisProcess, db: int) -> Iterator[str]:
     """The URL of database `db` of `server`, emptied before and after the block."""
@@ -114,10 +103,3 @@ def flushed_db(server: RedisProcess, db: int) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
-
-
-@pytest.fixture
-def broker(redis_server):
-    """A broker URL on database BROKER_DB of the session redis-server (emptied per test)."""
-    with flushed_db(redis_server, BROKER_DB) as url:
-        yield url
