@@ -102,6 +102,10 @@ class Config:
     scripts: list[ScriptConfig]
     source: str = "regbot.yml"
 
+    def secrets(self) -> list[str]:
+        """Every password, token and client key of the creds, for the log redaction."""
+        return [v for host in self.creds for v in (host.password, host.token, host.client_key) if v]
+
     def script(self, name: str) -> ScriptConfig:
         """The script called name; KeyError when there is none."""
         for script in self.scripts:
