@@ -364,7 +364,8 @@ class RegbotScheduler(Scheduler):
     # --- shared last runs --------------------------------------------------------------
 
     def _last_run_key(self, name: str) -> str:
-        return f"{self._prefix}:beat:last:{name}"
+        assert self._limits is not None  # opened in setup_schedule
+        return self._limits.keys.beat_last_run(name)
 
     def _record_last_run(self, name: str, stamp: int) -> None:
         body = json.dumps({"schedule": self._definitions.get(name, ""), "due": stamp})

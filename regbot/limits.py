@@ -37,6 +37,7 @@ from regbot.types.ratelimit import RateLimit
 
 __all__ = [
     "BlobClaim",
+    "Keys",
     "LimitError",
     "LimitTimeout",
     "Limits",
@@ -192,8 +193,8 @@ def describe_store(store: redis.Redis) -> str:
 
 
 @dataclass(frozen=True)
-class _Keys:
-    """Every key regbot uses, all under one prefix."""
+class Keys:
+    """Every Redis key regbot uses, all under one prefix: no other module builds one."""
 
     prefix: str
 
@@ -220,6 +221,26 @@ class _Keys:
 
     def once(self, key: str) -> str:
         return self._join("once", key)
+
+    def task_done(self, task_id: str) -> str:
+        """Set once a task succeeded, so a redelivery of it does nothing."""
+        return self.once(f"task-done:{task_id}")
+
+    def copy_cancel(self, copy_id: str) -> str:
+        """The stop signal of one copy's dispatched units."""
+        return self._join("cancel", "copy", copy_id)
+
+    def run_stream(self, run_id: str) -> str:
+        """The log and progress stream of one `once` run on a cluster."""
+        return self._join("run", run_id)
+
+    def run_cancel(self, run_id: str) -> str:
+        """Set when `once` asks the scripts of its run to stop."""
+        return self._join("run", run_id, "cancel")
+
+    def beat_last_run(self, script: str) -> str:
+        """When the beat last sent a script (survives a beat restart)."""
+        return self._join("beat", "last", script)
 
 
 # --- public API ------------------------------------------------------------------------
@@ -248,7 +269,7 @@ class Limits:
         if lease <= 0 or claim_ttl <= 0:
             raise ValueError("lease and claim_ttl must be positive")
         self.prefix = prefix
-        self.keys = _Keys(prefix)
+        self.keys = Keys(prefix)
         self.lease = lease
         self.claim_ttl = claim_ttl
         self._store = store
@@ -263,6 +284,17 @@ class Limits:
 
     def __repr__(self) -> str:
         return f"Limits(store={self._where!r}, prefix={self.prefix!r})"
+
+    @property
+    def store(self) -> redis.Redis:
+        """The Redis client under these limits, for the cluster's other shared records
+        (run streams, stop signals), always with keys from `keys`."""
+        return self._store
+
+    @property
+    def where(self) -> str:
+        """Where the store lives, for messages (never a password)."""
+        return self._where
 
     # slots and rates
 
@@ -314,6 +346,10 @@ class Limits:
             yield BlobClaim(repo_key, digest, waited)
         finally:
             lock.release()
+
+    def is_locked(self, name: str) -> bool:
+        """Whether anyone holds the lock `name` now (a lapsed lease counts as free)."""
+        return bool(self._call(self._store.exists, self.keys.lock(name)))
 
     def once_per(self, key: str, ttl: float) -> bool:
         """True for the first caller only until `ttl` seconds pass (one beat fires a

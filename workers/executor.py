@@ -31,23 +31,19 @@ from celery.result import AsyncResult, EagerResult
 from regbot import errors as regbot_errors
 from regbot.copy.cancel import CancelToken
 from regbot.copy.errors import CopyCancelled, CopyError
-from regbot.copy.executors import ExecContext, ReadyQueue, topological_order
+from regbot.copy.executors import ExecContext, ReadyQueue, RunTag, topological_order
 from regbot.copy.progress import ProgressEvent, emit_result
 from regbot.copy.units import Unit, UnitResult
 from regbot.errors import RegbotError
+from regbot.limits import Limits
 from workers.settings import QUEUE_TRANSFERS, TRANSFER_TASK
 
 log = logging.getLogger("regbot.workers")
 
-CANCEL_PREFIX = "regbot:cancel:copy"
 CANCEL_TTL = 3600  # seconds the stop signal of a copy is kept
 STATE_PROGRESS = "PROGRESS"
 _POLL_MIN = 0.02
 _POLL_MAX = 0.25
-
-
-def copy_cancel_key(copy_id: str) -> str:
-    return f"{CANCEL_PREFIX}:{copy_id}"
 
 
 class UnitFailed(Exception):
@@ -101,33 +97,27 @@ class _InFlight:
 
 
 class CeleryExecutor:
-    """Runs plan units as `regbot.transfer` tasks of `app`.
+    """Runs plan units as `regbot.transfer` tasks of `app`; one per process.
 
-    `store` (Redis) carries the stop signal to running units; `script`, `run_id` and
-    `log_level` travel with each unit so Flower and the logs name the script, and the
-    worker relays its lines to `once`. At most `max_in_flight` units are queued or running
-    at once (default: twice the copy's concurrency, at least 4), so one huge image does not
-    fill the transfers queue ahead of every other script.
+    `limits` (Redis) carries the stop signal to running units; the copy's RunTag (script,
+    run id, log level) travels with each unit so Flower and the logs name the script, and
+    the worker relays its lines to `once`. At most `max_in_flight` units are queued or
+    running at once (default: twice the copy's concurrency, at least 4), so one huge image
+    does not fill the transfers queue ahead of every other script.
     """
 
     def __init__(
         self,
         app: Celery,
-        store: redis.Redis,
+        limits: Limits,
         *,
-        script: str = "",
-        run_id: str = "",
-        log_level: int | None = None,
         cancel: CancelToken | None = None,
         max_in_flight: int | None = None,
     ) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise CopyError(f"max_in_flight must be at least 1, not {max_in_flight}")
         self.app = app
-        self.store = store
-        self.script = script
-        self.run_id = run_id
-        self.log_level = log_level
+        self.limits = limits
         self.cancel = cancel
         self.max_in_flight = max_in_flight
 
@@ -150,7 +140,7 @@ class CeleryExecutor:
                                             f" of {len(units)} units ran: {token.reason}")
                     break
                 while ready and len(in_flight) < limit:
-                    sent = self._send(ready.pop(), copy_id, token)
+                    sent = self._send(ready.pop(), copy_id, token, ctx.run)
                     in_flight[sent.result.id] = sent
                 changed = False
                 for task_id, item in list(in_flight.items()):
@@ -187,29 +177,30 @@ class CeleryExecutor:
 
     # --- sending and stopping ---
 
-    def _send(self, unit: Unit, copy_id: str, token: CancelToken) -> _InFlight:
+    def _send(self, unit: Unit, copy_id: str, token: CancelToken, tag: RunTag) -> _InFlight:
         left = token.remaining()
         deadline = None if left is None else time.time() + max(left, 0.0)
-        run = {"script": self.script, "run_id": self.run_id, "log_level": self.log_level,
+        run = {"script": tag.script, "run_id": tag.run_id, "log_level": tag.log_level,
                "copy_id": copy_id, "deadline": deadline}
         options: dict[str, Any] = {
             "queue": QUEUE_TRANSFERS,
             # What Flower and the worker's log show for the task: readable, never the
             # (possibly inline, base64) manifest body.
-            "argsrepr": repr((self.script, unit.kind, unit.src, unit.tgt, unit.digest,
+            "argsrepr": repr((tag.script, unit.kind, unit.src, unit.tgt, unit.digest,
                               unit.size)),
-            "kwargsrepr": repr({"run_id": self.run_id}),
+            "kwargsrepr": repr({"run_id": tag.run_id}),
         }
         if deadline is not None:
             options["expires"] = datetime.fromtimestamp(deadline, tz=UTC)
-        sig = self.app.signature(TRANSFER_TASK, args=(unit.to_dict(), self.script),
+        sig = self.app.signature(TRANSFER_TASK, args=(unit.to_dict(), tag.script),
                                  kwargs={"run": run}, **options)
         return _InFlight(unit, sig.apply_async())
 
     def _stop(self, copy_id: str, pending: list[_InFlight], reason: str) -> None:
         """Tell running units to stop and revoke the queued ones (best effort)."""
         try:
-            self.store.set(copy_cancel_key(copy_id), reason[:500], ex=CANCEL_TTL)
+            self.limits.store.set(self.limits.keys.copy_cancel(copy_id), reason[:500],
+                                  ex=CANCEL_TTL)
         except redis.RedisError as exc:
             log.warning("cannot signal the transfers of a stopped copy to stop: %s", exc)
         ids = [item.result.id for item in pending]

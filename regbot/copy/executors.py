@@ -26,6 +26,17 @@ if TYPE_CHECKING:
 DEFAULT_CONCURRENCY = 4  # when neither side is a registry with its own setting
 
 
+@dataclass(frozen=True)
+class RunTag:
+    """Whom a copy runs for: the script, and on a cluster the `once` run (`run_id`) that
+    relays its log lines at `log_level`. Executors that send units elsewhere label them
+    with it; it never holds a secret."""
+
+    script: str = ""
+    run_id: str = ""
+    log_level: int | None = None
+
+
 @dataclass
 class ExecContext:
     """What an executor needs besides the units. `client` may be None for executors that
@@ -36,6 +47,7 @@ class ExecContext:
     cancel: CancelToken = field(default_factory=CancelToken)
     concurrency: int = DEFAULT_CONCURRENCY
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    run: RunTag = field(default_factory=RunTag)
 
 
 class Executor(Protocol):

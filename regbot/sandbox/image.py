@@ -152,7 +152,7 @@ def copy(sb: Sandbox, src_value: Any, tgt_value: Any, opts_value: Any) -> None:
     with sb.heavy_slot():
         sb.log.info("Copy image", **fields, dry_run=False)
         result = copy_image(sb.client, src, tgt, options, executor=sb.executor,
-                            progress=sb.progress, cancel=sb.cancel_token())
+                            progress=sb.progress, cancel=sb.cancel_token(), run=sb.run_tag)
     stats = sb.stats
     if not result.skipped:
         stats.images_copied += 1

@@ -87,6 +87,7 @@ class Sandbox:
         parallel: int = 1,
         progress: Any = None,
         executor: Any = None,
+        run_tag: Any = None,
         logger: ScriptLogger | None = None,
         hook_every: int = HOOK_EVERY,
         cancel: threading.Event | None = None,
@@ -98,6 +99,7 @@ class Sandbox:
         self.parallel = max(1, int(parallel or 1))
         self.progress = progress
         self.executor = executor
+        self.run_tag = run_tag  # labels this run's copies (regbot.copy.RunTag)
         self.log = logger or ScriptLogger(name)
         self.stats = RunStats()
         self.deadline = time.monotonic() + timeout if timeout is not None else None
