@@ -127,6 +127,11 @@ class LimitStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None: ...
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds before `key` expires; None when it does not exist."""
+
     def keys(self, pattern: str) -> list[str]: ...
 
 
@@ -168,6 +173,15 @@ class RedisStore:
 
     def exists(self, key: str) -> bool:
         return bool(self.client.exists(key))
+
+    def delete(self, key: str) -> None:
+        self.client.delete(key)
+
+    def ttl(self, key: str) -> float | None:
+        left = self.client.pttl(key)
+        if left == -2:
+            return None
+        return float("inf") if left == -1 else left / 1000
 
     def keys(self, pattern: str) -> list[str]:
         return sorted(k.decode() if isinstance(k, bytes) else k
@@ -254,7 +268,20 @@ class MemoryStore:
             return self._live(key, now)
 
     def exists(self, key: str) -> bool:
-        return self.get(key) is not None
+        return self.get(key) is not None or bool(self._semaphores.get(key))
+
+    def delete(self, key: str) -> None:
+        with self._guard:
+            self._values.pop(key, None)
+            self._semaphores.pop(key, None)
+
+    def ttl(self, key: str) -> float | None:
+        now = self._clock()
+        with self._guard:
+            if self._live(key, now) is not None:
+                return self._values[key][1] - now
+            holders = {t: e for t, e in self._semaphores.get(key, {}).items() if e > now}
+            return max(holders.values()) - now if holders else None
 
     def keys(self, pattern: str) -> list[str]:
         now = self._clock()
