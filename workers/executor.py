@@ -121,6 +121,8 @@ class CeleryExecutor:
         self.cancel = cancel
         self.max_in_flight = max_in_flight
 
+    threads = None  # units run on the workers; planning makes its own threads
+
     def run(self, units: Sequence[Unit], ctx: ExecContext) -> list[UnitResult]:
         topological_order(units)  # validates ids, deps and acyclicity up front
         if not units:

@@ -144,12 +144,12 @@ def _run_blob(
             progress.finished(event)
         return UnitResult(unit.id, unit.kind, status, digest, sent)
 
-    if _blob_present(client, tgt, digest):
+    if blob_present(client, tgt, digest):
         return done(STATUS_SKIPPED)
     # One transfer of a digest into a repository at a time, across threads, scripts and
     # nodes: whoever waited re-checks and usually finds the blob there.
     with _claim(client, tgt, digest, cancel) as claim:
-        if claim.waited and _blob_present(client, tgt, digest):
+        if claim.waited and blob_present(client, tgt, digest):
             return done(STATUS_SKIPPED)
         cancel.check(unit.describe())
         if src.scheme == tgt.scheme and src.host_key == tgt.host_key:
@@ -180,7 +180,8 @@ def _claim(client: RegClient, tgt: Reference, digest: str, cancel: CancelToken):
     return client.limits.blob_claim(tgt.name, digest, timeout=max(left, 0.001))
 
 
-def _blob_present(client: RegClient, tgt: Reference, digest: str) -> bool:
+def blob_present(client: RegClient, tgt: Reference, digest: str) -> bool:
+    """Whether the target repository has the blob (a HEAD; doubt counts as absent)."""
     try:
         client.blob_head(tgt, digest)
     except RegistryError as exc:

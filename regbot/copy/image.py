@@ -52,7 +52,8 @@ def copy_image(
     executor = executor or LocalExecutor()
     token = CancelToken(parents=(cancel, getattr(executor, "cancel", None)))
     concurrency = default_concurrency(client, src, tgt)
-    plan = build_plan(client, src, tgt, options, concurrency=concurrency, cancel=token)
+    plan = build_plan(client, src, tgt, options, concurrency=concurrency, cancel=token,
+                      threads=executor.threads)
     counter = AggregatingListener()
     if plan.up_to_date:
         log.info("copy %s to %s: target already up to date", src, tgt)
