@@ -50,6 +50,9 @@ log = logging.getLogger("regbot.config")
 CONFIG_VERSION = 1
 DEFAULT_USER_AGENT = f"regbot/{__version__}"
 DEFAULT_CRED_EXPIRE = 3600.0  # seconds; Go's default when credExpire is unset
+# Beyond the Go regbot (which ignores these keys):
+DEFAULT_COPY_WINDOW = 8  # copies one script has in flight at once (copyWindow)
+DEFAULT_TRANSFER_MIN = 1024 * 1024  # blob bytes from which a cluster sends the blob to a node
 
 # Names the Go client folds into docker.io (config.DockerRegistry*).
 _HUB_NAMES = {DOCKER_HUB, DOCKER_HUB_HOST, "index.docker.io", "https://index.docker.io/v1/"}
@@ -68,6 +71,8 @@ class Defaults:
     blob_limit: int = 0
     skip_docker_config: bool = False
     user_agent: str = DEFAULT_USER_AGENT
+    copy_window: int = DEFAULT_COPY_WINDOW
+    transfer_min: int = DEFAULT_TRANSFER_MIN
 
 
 @dataclass
@@ -80,6 +85,7 @@ class ScriptConfig:
     schedule: str = ""
     timeout: float | None = None
     line_offset: int = 1  # YAML line of the script's first line (Lua line n is n-1 below)
+    copy_window: int = DEFAULT_COPY_WINDOW
 
     def effective_schedule(self) -> Schedule | None:
         """When the server runs it: the schedule, else `@every <interval>`, else None."""
@@ -402,8 +408,9 @@ def _compose(text: str, doc: _Doc) -> Node | None:
 
 _DEFAULT_KEYS = {
     "interval", "schedule", "parallel", "timeout", "blobLimit", "skipDockerConfig", "userAgent",
+    "copyWindow", "transferMin",
 }  # fmt: skip
-_SCRIPT_KEYS = {"name", "script", "interval", "schedule", "timeout"}
+_SCRIPT_KEYS = {"name", "script", "interval", "schedule", "timeout", "copyWindow"}
 _CRED_KEYS = {
     "registry", "hostname", "tls", "scheme", "user", "pass", "token", "credHelper",
     "credExpire", "credHost", "regcert", "clientCert", "clientKey", "pathPrefix", "mirrors",
@@ -434,6 +441,10 @@ def _defaults(doc: _Doc, node: Node | None) -> Defaults:
         d.skip_docker_config = doc.boolean(n, "defaults.skipDockerConfig")
     if (n := _node(entries, "userAgent")) is not None:
         d.user_agent = doc.string(n, "defaults.userAgent") or DEFAULT_USER_AGENT
+    if (n := _node(entries, "copyWindow")) is not None:
+        d.copy_window = doc.integer(n, "defaults.copyWindow", minimum=1)
+    if (n := _node(entries, "transferMin")) is not None:
+        d.transfer_min = doc.integer(n, "defaults.transferMin", minimum=0)
     return d
 
 
@@ -482,6 +493,9 @@ def _scripts(doc: _Doc, node: Node | None, defaults: Defaults) -> list[ScriptCon
                 interval = defaults.interval
         if not timeout:
             timeout = defaults.timeout
+        copy_window = defaults.copy_window
+        if (n := _node(entries, "copyWindow")) is not None:
+            copy_window = doc.integer(n, f"{where}: copyWindow", minimum=1)
         scripts.append(
             ScriptConfig(
                 name=name,
@@ -490,6 +504,7 @@ def _scripts(doc: _Doc, node: Node | None, defaults: Defaults) -> list[ScriptCon
                 schedule=schedule,
                 timeout=timeout,
                 line_offset=line_offset,
+                copy_window=copy_window,
             )
         )
     return scripts

@@ -143,6 +143,7 @@ def run_script(
             progress=progress,
             executor=engine.executor,
             run_tag=RunTag(script.name, options.run_id, options.log_level),
+            copy_window=script.copy_window,
             logger=log,
             cancel=cancel,
         )
