@@ -405,7 +405,7 @@ def test_executor_sends_units_only_when_their_deps_are_done(store, seed):
     counter = AggregatingListener()
     from regbot.copy.progress import CompositeListener
 
-    executor = CeleryExecutor(cluster, Limits(store), max_in_flight=3)
+    executor = CeleryExecutor(cluster, Limits(store), max_in_flight=3, poll_fallback=0.01)
     results = executor.run(units, ExecContext(None, CompositeListener([counter, recorder])))
     assert cluster.violations == []
     assert [r.id for r in results] == [u.id for u in units]  # in the order of `units`
@@ -424,7 +424,7 @@ def test_executor_sends_units_only_when_their_deps_are_done(store, seed):
 def test_executor_first_failure_stops_the_copy_and_revokes_the_rest(store):
     cluster = FakeCluster(seed=3, fail="blob-0-5")  # the first unit sent
     recorder = Recorder()
-    executor = CeleryExecutor(cluster, Limits(store), max_in_flight=4)
+    executor = CeleryExecutor(cluster, Limits(store), max_in_flight=4, poll_fallback=0.01)
     with pytest.raises(NotFound, match="copy blob blob-0-5: gone") as err:
         executor.run(plan_units(), ExecContext(None, recorder))
     assert err.value.copy_unit == "blob-0-5"
@@ -451,7 +451,8 @@ def test_executor_honours_the_cancel_token(store):
         return original(task_id)
 
     cluster.get_task_meta = meta
-    executor = CeleryExecutor(cluster, Limits(store), cancel=token, max_in_flight=2)
+    executor = CeleryExecutor(cluster, Limits(store), cancel=token, max_in_flight=2,
+                              poll_fallback=0.01)
     with pytest.raises(CopyCancelled, match="script timed out"):
         executor.run(plan_units(), ExecContext(None))
     assert cluster.revoked and "index" not in cluster.sent

@@ -102,9 +102,12 @@ class WorkerContext:
                     from workers.app import worker_app
 
                     app = worker_app()
-                self._engine = Engine(config, limits, CeleryExecutor(app, limits))
+                executor = CeleryExecutor(app, limits,
+                                          transfer_min=config.defaults.transfer_min)
+                self._engine = Engine(config, limits, executor)
             elif self._engine.config is not config:
                 self._engine = self._engine.reconfigured(config)
+                self._engine.executor.transfer_min = config.defaults.transfer_min
             return self._engine
 
 

@@ -41,8 +41,9 @@ from regbot.runner import (
     run_script_locked,
 )
 from workers import context
-from workers.executor import UnitFailed
+from workers.executor import STATE_PROGRESS, UnitFailed
 from workers.logstream import RunStream, StreamProgress, relay_logs, watch_cancel
+from workers.notify import publish
 
 log = get_logger("regbot.workers")
 
@@ -150,14 +151,19 @@ class RemoteCancelToken(CancelToken):
 
 
 class _Reporter(ProgressListener):
-    """Turns a unit's bytes_done events into task state updates (PROGRESS)."""
+    """Tells the waiting copy about a unit's bytes (workers/notify.py), and keeps the
+    task's state (PROGRESS) for Flower and the fallback read."""
 
-    def __init__(self, report: Callable[[int], None]) -> None:
+    def __init__(self, report: Callable[[int], None] | None,
+                 notify: Callable[[dict[str, Any]], None]) -> None:
         self._report = report
+        self._notify = notify
 
     def bytes_done(self, event: ProgressEvent) -> None:
+        self._notify({"state": STATE_PROGRESS, "bytes_done": event.bytes_done})
         try:
-            self._report(event.bytes_done)
+            if self._report is not None:
+                self._report(event.bytes_done)
         except Exception as exc:  # progress is a nicety, never a reason to fail
             log.debug("cannot report transfer progress: %s", exc)
 
@@ -176,12 +182,18 @@ def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
     token = RemoteCancelToken(
         limits.store, limits.keys.copy_cancel(copy_id) if copy_id else "",
         deadline=None if deadline is None else time.monotonic() + (deadline - time.time()))
-    progress = _Reporter(report) if report is not None else None
+    listener = str(run.get("notify") or "")
+
+    def notify(event: dict[str, Any]) -> None:
+        publish(limits, listener, {"copy": copy_id, "task": task_id, **event})
+
+    progress = _Reporter(report, notify)
     run_id = str(run.get("run_id") or "")
     level = run.get("log_level")
     try:
         with task_guard(limits, task_id, wait=True, lease=ctx.lease or TASK_LEASE,
                         timeout=token.remaining()), ExitStack() as stack:
+            notify({"state": "STARTED", "hostname": hostname})
             if run_id:
                 stack.enter_context(relay_logs(RunStream(limits, run_id), script,
                                                level if isinstance(level, int) else None))
@@ -189,5 +201,10 @@ def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
     except Duplicate:
         raise
     except RegbotError as exc:
-        raise UnitFailed.from_error(exc, redact(" ".join(str(exc).split()))) from None
-    return {**result.to_dict(), "hostname": hostname}
+        failed = UnitFailed.from_error(exc, redact(" ".join(str(exc).split())))
+        notify({"state": "FAILURE", "error_type": failed.error_type,
+                "message": failed.message})
+        raise failed from None
+    out = {**result.to_dict(), "hostname": hostname}
+    notify({"state": "SUCCESS", "result": out})
+    return out
