@@ -273,6 +273,39 @@ def run_python_child(script: Path, payload: dict, *, timeout: float = 3600.0) ->
     return res, report
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on: the command name in parentheses may hold
+    spaces, so split after its closing one. None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (0.0 once it is gone);
+    read twice around a run, the difference is what it spent on that run."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else 0.0
+
+
+def session_cpu_seconds(sid: int) -> float:
+    """CPU seconds so far of every live process of session `sid` (a worker node started
+    with start_new_session: the node, its Celery workers and their pool processes)."""
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and int(fields[3]) == sid:
+                total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
 def self_peak_rss() -> int:
     """This process's RSS high-water mark in bytes (for a child's report)."""
     return _hwm(os.getpid())

@@ -45,11 +45,8 @@ Prints numbers and ratios, never asserts timings. Progress goes to stderr, resul
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -75,9 +72,10 @@ from _common import (  # noqa: E402
     load_note,
     mbps,
     parse_size,
-    run_python_child,
     step,
 )
+from _overhead import measure_overhead  # noqa: E402
+from _regbot import summary_row, write_config  # noqa: E402
 
 from tests.support import images  # noqa: E402
 
@@ -89,7 +87,6 @@ TINY_REPO = "bench/tiny"
 WARM_REPO = "bench/warm"
 SCRIPT_NAME = "copy images"
 SRC, DST = "src.test", "dst.test"  # registry names in the config, mapped by `creds`
-_SUMMARY_FIELD = re.compile(r'([\w-]+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure everything this many times (best counts; all are printed)")
     parser.add_argument("--no-scale", action="store_true", help="skip the scale runs")
     parser.add_argument("--no-overhead", action="store_true", help="skip the overhead runs")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        return child(json.loads(args.child))
     try:
         ks = [int(k) for k in args.transfers.split(",") if k.strip()]
     except ValueError:
@@ -296,8 +290,8 @@ class Bench:
                 label = f"k{k}-run{n + 1}"
                 tgt = self.regs.start()
                 config = write_config(self.tmp / f"{label}.yml",
-                                      {SRC: front.host, DST: tgt.host}, req_concurrent,
-                                      {SCRIPT_NAME: script})
+                                      {SRC: front.host, DST: tgt.host}, {SCRIPT_NAME: script},
+                                      req_concurrent=req_concurrent)
                 what = (f"{k} transfer process{'es' if k > 1 else ''} "
                         f"({'one node' if layout == 'node' else f'{k} nodes'})")
                 with contextlib.ExitStack() as stack:
@@ -345,19 +339,21 @@ class Bench:
             for mode in ("embedded", "distributed"):
                 tgt = self.regs.start()
                 config = write_config(self.tmp / f"overhead-{mode}-{n + 1}.yml",
-                                      {SRC: src.host, DST: tgt.host}, concurrency, {})
-                payload = {"mode": mode, "config": str(config),
-                           "copies": [[f"{SRC}/{WARM_REPO}:v1", f"{DST}/{WARM_REPO}:v1"],
-                                      [f"{SRC}/{TINY_REPO}:v1", f"{DST}/{TINY_REPO}:v1"]]}
+                                      {SRC: src.host, DST: tgt.host}, {},
+                                      req_concurrent=concurrency)
+                copies = [[f"{SRC}/{WARM_REPO}:v1", f"{DST}/{WARM_REPO}:v1"],
+                          [f"{SRC}/{TINY_REPO}:v1", f"{DST}/{TINY_REPO}:v1"]]
+                redis_url = None
                 with contextlib.ExitStack() as stack:
                     if mode == "distributed":
                         with step(f"starting a node with {concurrency} transfer process"
                                   f"{'es' if concurrency > 1 else ''}"):
                             nodes = stack.enter_context(self.cluster(
                                 f"overhead-{n + 1}", config, transfers=concurrency))
-                        payload["redis_url"] = nodes.redis_url
+                        redis_url = nodes.redis_url
                     with step(f"{mode}: copying {layers} tiny layers into {tgt.host}{label}"):
-                        _, report = run_python_child(Path(__file__), payload, timeout=900)
+                        report = measure_overhead(config, copies, mode=mode,
+                                                  redis_url=redis_url)
                 check_copied(src.host, tgt.host, TINY_REPO, ["v1"])
                 timed = report["copies"][-1]
                 if timed["blobs_copied"] != len(tiny.blobs):
@@ -406,102 +402,6 @@ def config_bytes(host: str, tags: list[str]) -> int:
         raw = images.get_manifest(host, SCALE_REPO, tag).content
         total += len(raw) + int(doc["config"]["size"])
     return total
-
-
-def write_config(path: Path, hosts: dict[str, str], req_concurrent: int,
-                 scripts: dict[str, str]) -> Path:
-    """A regbot.yml naming each registry by `hosts` (name -> 127.0.0.1:port, plain http)."""
-    lines = ["version: 1", "creds:"]
-    for name, host in hosts.items():
-        lines += [f"  - registry: {name}", f"    hostname: {host}", "    tls: disabled",
-                  f"    reqConcurrent: {req_concurrent}"]
-    lines += ["defaults:", "  parallel: 1", "scripts:" if scripts else "scripts: []"]
-    for name, body in scripts.items():
-        lines += [f"  - name: {name}", "    script: |"]
-        lines += [f"      {line}" for line in body.strip().splitlines()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def summary_row(stdout: str, script: str) -> dict[str, str]:
-    """The fields of `script`'s line in `regbot once`'s plain summary."""
-    for line in stdout.splitlines():
-        if not line.startswith("summary "):
-            continue
-        fields = {k: json.loads(v) if v.startswith('"') else v
-                  for k, v in _SUMMARY_FIELD.findall(line[len("summary "):])}
-        if fields.get("script") == script:
-            if fields.get("status") != "ok":
-                raise RuntimeError(f"script {script!r} did not succeed: {line}")
-            return fields
-    raise RuntimeError(f"no summary line for script {script!r} in:\n{stdout}")
-
-
-# --- the overhead child -------------------------------------------------------------------
-
-
-class TimedExecutor:
-    """Wraps an executor to time its run() (the units' execution, planning excluded)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.cancel = getattr(inner, "cancel", None)
-        self.seconds = 0.0
-        self.units = 0
-
-    def run(self, units, ctx):
-        started = time.perf_counter()
-        try:
-            return self.inner.run(units, ctx)
-        finally:
-            self.seconds += time.perf_counter() - started
-            self.units += len(units)
-
-
-def child(payload: dict) -> int:
-    """Runs in its own process: the copies of `payload`, embedded or on the cluster."""
-    from regbot.config import load_config
-    from regbot.copy import LocalExecutor, copy_image
-    from regbot.limits import Limits, store_from_url
-    from regbot.runner import RunOptions, build_client
-    from regbot.types.ref import Reference
-
-    config = load_config(payload["config"])
-    app = None
-    if payload["mode"] == "embedded":
-        # as `regbot once` without a broker: limits in an in-process store
-        client = build_client(config, RunOptions())
-
-        def make_executor():
-            return LocalExecutor()
-    else:
-        from workers.app import create_app
-        from workers.executor import CeleryExecutor
-        from workers.settings import ClusterSettings
-
-        url = payload["redis_url"]
-        settings = ClusterSettings.resolve(url, None, url, environ={})
-        store = store_from_url(url)
-        client = build_client(config, RunOptions(store_url=url), limits=Limits(store))
-        app = create_app(settings)
-
-        def make_executor():
-            return CeleryExecutor(app, store, script="bench overhead")
-    reports = []
-    try:
-        for src, tgt in payload["copies"]:
-            executor = TimedExecutor(make_executor())
-            started = time.perf_counter()
-            result = copy_image(client, Reference.parse(src), Reference.parse(tgt),
-                                executor=executor)
-            reports.append({"units": executor.units, "run_seconds": executor.seconds,
-                            "copy_seconds": time.perf_counter() - started,
-                            "blobs_copied": result.blobs_copied})
-    finally:
-        if app is not None:
-            app.close()
-    print(json.dumps({"copies": reports}))
-    return 0
 
 
 # --- report -----------------------------------------------------------------------------
