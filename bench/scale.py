@@ -46,12 +46,9 @@ Prints numbers and ratios, never asserts timings. Progress goes to stderr, resul
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +59,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str
 
 from dataclasses import dataclass, field  # noqa: E402
 
+from _cluster import Clusters, NodeSpec, interrupted_exit, sigterm_as_interrupt  # noqa: E402
 from _common import (  # noqa: E402
     Registries,
     Table,
@@ -73,6 +71,7 @@ from _common import (  # noqa: E402
     mbps,
     parse_size,
     step,
+    verdict,
 )
 from _overhead import measure_overhead  # noqa: E402
 from _regbot import summary_row, write_config  # noqa: E402
@@ -82,6 +81,7 @@ from tests.support import images  # noqa: E402
 if TYPE_CHECKING:
     from tests.support.celery_cluster import NodeSet
 
+SPEEDUP_GOALS = {2: 1.9, 4: 3.6}  # issue 10: bandwidth-capped speed-up over 1 transfer
 SCALE_REPO = "bench/scale"
 TINY_REPO = "bench/tiny"
 WARM_REPO = "bench/warm"
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ensure_tool("redis-server", "redis-server"):
         raise SystemExit("redis-server is needed (Debian package redis-server)")
 
-    with _sigterm_as_interrupt(), Bench() as bench:
+    with sigterm_as_interrupt(), Bench() as bench:
         scale = overhead = None
         if not args.no_scale:
             scale = bench.scale(ks, args.layout, args.images, args.layers, layer_size,
@@ -145,19 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         report_overhead(overhead)
     print(f"\n{load_note()}")
     return 0
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so everything started is stopped on the way out."""
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # --- results ----------------------------------------------------------------------------
@@ -209,18 +196,13 @@ class Bench:
 
     def __init__(self) -> None:
         self._stack = contextlib.ExitStack()
-        self._dbs = 0
 
     def __enter__(self) -> Bench:
-        from tests.support.redis_server import start_redis
-
         try:
             self.tmp = Path(self._stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="regbot-bench-scale-")))
             self.regs = self._stack.enter_context(Registries())
-            with step("starting a private redis-server"):
-                self.redis = start_redis()
-            self._stack.callback(self.redis.stop)
+            self.clusters = self._stack.enter_context(Clusters(self.tmp))
         except BaseException:
             self._stack.close()
             raise
@@ -230,43 +212,16 @@ class Bench:
         print("... stopping everything started", file=sys.stderr, flush=True)
         self._stack.close()
 
-    def redis_db(self) -> str:
-        """A fresh Redis database for one run (16 per server: cycle, emptied first)."""
-        db = 1 + self._dbs % 15
-        self._dbs += 1
-        client = self.redis.client(db)
-        try:
-            client.flushdb()
-        finally:
-            client.close()
-        return self.redis.url_for(db)
-
-    @contextlib.contextmanager
     def cluster(self, name: str, config: Path, *, transfers: int,
-                layout: str = "node") -> Iterator[NodeSet]:
+                layout: str = "node") -> contextlib.AbstractContextManager[NodeSet]:
         """Worker nodes on a fresh Redis database, ready; stopped on the way out."""
-        from tests.support.celery_cluster import NodeSet
-
-        # Nodes log at info: "ready." and each task's "succeeded" line are Celery INFO lines
-        # (NodeSet.wait_ready and WorkerNode.transfers_done read them).
-        url = self.redis_db()
-        nodes = NodeSet(self.tmp / name, config, url, url)
-        try:
-            if layout == "node":
-                nodes.start(name, transfers=transfers)
-            else:
-                nodes.start(f"{name}-scripts", queues="scripts")
-                for n in range(transfers):
-                    nodes.start(f"{name}-t{n + 1}", transfers=1, queues="transfers")
-            nodes.wait_ready()
-            yield nodes
-        except BaseException:
-            # Interrupted or failed: Redis may already be gone (a terminal's Ctrl-C reaches
-            # redis-server too), and then a warm shutdown would wait for it: be quick.
-            stop_nodes(nodes, grace=3.0)
-            raise
+        if layout == "node":
+            specs = [NodeSpec(name, transfers=transfers)]
         else:
-            stop_nodes(nodes, grace=20.0)
+            specs = [NodeSpec(f"{name}-scripts", queues="scripts")] + [
+                NodeSpec(f"{name}-t{n + 1}", transfers=1, queues="transfers")
+                for n in range(transfers)]
+        return self.clusters.nodes(name, config, specs)
 
     # --- scale ---
 
@@ -366,16 +321,6 @@ class Bench:
         return out
 
 
-def stop_nodes(nodes: NodeSet, grace: float) -> None:
-    """SIGTERM every node at once (warm shutdown), SIGKILL what is left after `grace`."""
-    for node in nodes.nodes:
-        if node.alive():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(node.proc.pid, signal.SIGTERM)  # a node leads its own session
-    for node in nodes.nodes:
-        node.stop(grace=grace)
-
-
 # --- content, config, checks --------------------------------------------------------------
 
 
@@ -436,6 +381,11 @@ def report_scale(scale: Scale) -> None:
         print("  every run, script s: " + "; ".join(
             f"{k}: " + " ".join(f"{r.script_seconds:.1f}" for r in runs)
             for k, runs in sorted(scale.runs.items())))
+    for k, goal in SPEEDUP_GOALS.items():
+        if k in best and base_k == 1:
+            speedup = base.script_seconds / best[k].script_seconds
+            print(f"goal speed-up at {k} transfer processes >= {goal}x (issue 10): "
+                  f"{speedup:.2f}x {verdict(speedup >= goal)}")
 
 
 def report_overhead(overhead: Overhead) -> None:
@@ -471,5 +421,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:
-        print("interrupted: everything the benchmark started is stopped", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(interrupted_exit())
