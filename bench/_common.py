@@ -294,6 +294,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else 0.0
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds every CPU of the machine has been busy so far (all processes, anyone's:
+    /proc/stat); around a run, it shows what else competed for the CPUs."""
+    with open("/proc/stat") as fh:
+        ticks = [int(v) for v in fh.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: busy is all but idle and iowait
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
 def session_cpu_seconds(sid: int) -> float:
     """CPU seconds so far of every live process of session `sid` (a worker node started
     with start_new_session: the node, its Celery workers and their pool processes)."""

@@ -46,14 +46,24 @@ def find_py_spy() -> str | None:
     return str(here) if here.is_file() else shutil.which("py-spy")
 
 
+# py-spy's own idle detection counts threads blocked in Condition.wait or a socket read
+# as running on this kind of machine, so its default mode is no CPU profile: the GIL
+# mode is (C code that releases the GIL, such as hashing big buffers, is not in it).
 MODES = {
-    "busy": ([], "threads running (on a CPU: Python, or C such as hashing and socket I/O)"),
     "gil": (["--gil"], "the thread holding the GIL (the Python interpreter's own CPU)"),
     "idle": (["--idle"], "every thread, idle samples kept (wall time across threads)"),
 }
+# Leaves where a thread waits: a wait is put on the first caller outside them, so the
+# table of threads says what each one waits in (Future.result in copy_image, ...).
+_WAITS = {"Condition.wait", "Event.wait", "Semaphore.acquire", "Future.result", "wait",
+          "SocketIO.readinto", "_worker", "Queue.get", "select", "poll", "do_poll",
+          "poll_wait_for_socket.<locals>.do_poll", "BaseSelector.select", "sleep"}
+# Frames on nearly every stack of a thread; in the "total" table they say nothing.
+_PLUMBING = {"<module>", "Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run",
+             "_worker", "_WorkItem.run", "_call_with_frames_removed"}
 
 
-def pyspy_argv(py_spy: str, out: Path, argv: list[str], mode: str = "busy") -> list[str]:
+def pyspy_argv(py_spy: str, out: Path, argv: list[str], mode: str = "gil") -> list[str]:
     """`py-spy record` around `argv` (a Python program started by py-spy itself), writing
     a speedscope file `out`; its children are sampled too. `mode`: one of MODES."""
     return [py_spy, "record", "--format", "speedscope", "--output", str(out), "--threads",
@@ -94,6 +104,7 @@ class Hotspots:
     total_by_function: list[tuple[str, str, int]]
     self_by_package: list[tuple[str, int]]
     imports: int  # samples with the import machinery on the stack
+    where_by_thread: dict[str, list[tuple[str, int]]]  # thread -> (where it is, samples)
 
 
 def summarize(path: Path) -> Hotspots:
@@ -105,6 +116,7 @@ def summarize(path: Path) -> Hotspots:
     total_count: Counter[tuple[str, str]] = Counter()
     packages: Counter[str] = Counter()
     threads: Counter[str] = Counter()
+    where: dict[str, Counter[str]] = {}
     samples = imports = 0
     weight = 0.0
     for profile in doc["profiles"]:
@@ -123,6 +135,7 @@ def summarize(path: Path) -> Hotspots:
                 packages[NO_PYTHON[1]] += 1
                 continue
             leaf = frames[stack[-1]]
+            where.setdefault(name, Counter())[_where(frames, stack)] += 1
             self_count[leaf] += 1
             packages[package_of(leaf[1])] += 1
             on_stack = {frames[i] for i in stack}
@@ -133,7 +146,21 @@ def summarize(path: Path) -> Hotspots:
         samples, weight or 1 / SAMPLE_RATE, threads.most_common(),
         [(fn, file, n) for (fn, file), n in self_count.most_common()],
         [(fn, file, n) for (fn, file), n in total_count.most_common()],
-        packages.most_common(), imports)
+        packages.most_common(), imports,
+        {name: c.most_common() for name, c in where.items()})
+
+
+def _where(frames: list[tuple[str, str]], stack: list[int]) -> str:
+    """The leaf function, or for a wait the first caller outside the waiting plumbing."""
+    leaf = frames[stack[-1]]
+    if leaf[0] not in _WAITS:
+        return f"{leaf[0]} ({leaf[1]})"
+    for i in reversed(stack[:-1]):
+        fn, file = frames[i]
+        if fn not in _WAITS and not file.startswith(("stdlib/threading", "stdlib/concurrent",
+                                                      "stdlib/socket", "urllib3/util/wait")):
+            return f"{leaf[0]} <- {fn} ({file})"
+    return f"{leaf[0]} ({leaf[1]})"
 
 
 def render_summary(spots: Hotspots, top: int = 15) -> str:
@@ -144,9 +171,10 @@ def render_summary(spots: Hotspots, top: int = 15) -> str:
 
     out = [f"{spots.samples} samples ({spots.samples * spots.seconds_per_sample:.2f} s of "
            f"thread time); import machinery on the stack in {pct(spots.imports)}"]
-    table = Table(["thread", "samples", "share"])
+    table = Table(["thread", "share", "where it is most (share of all samples)"])
     for name, n in spots.threads[:top]:
-        table.add(name, n, pct(n))
+        places = spots.where_by_thread.get(name, [])[:3]
+        table.add(name, pct(n), "; ".join(f"{w} {pct(k)}" for w, k in places))
     out += ["", table.render(), ""]
     table = Table(["self: function", "file", "share"])
     for fn, file, n in spots.self_by_function[:top]:
@@ -156,8 +184,7 @@ def render_summary(spots: Hotspots, top: int = 15) -> str:
     shown = 0
     for fn, file, n in spots.total_by_function:
         # Frames on (nearly) every stack say nothing: thread bootstraps, main, <module>.
-        if n >= 0.97 * spots.samples or file in _IMPORT_FILES or fn in ("<module>", "_bootstrap", "_bootstrap_inner",
-                                                "run", "_call_with_frames_removed"):
+        if n >= 0.97 * spots.samples or file in _IMPORT_FILES or fn in _PLUMBING:
             continue
         table.add(fn, file, pct(n))
         shown += 1
