@@ -122,19 +122,3 @@ def alternate(runs: int, contenders: Sequence[str], measure: Callable[[str, int]
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
-
-
-def ratio_line(what: str, ours: float, peer: float | None, peer_name: str, goal: float | None,
-               unit: str = "s", lower_is_better: bool = True) -> str:
-    """`what: ours X vs peer Y = R x (goal <= G x): MET` (or without the peer)."""
-    from _common import verdict
-
-    fmt = (lambda v: f"{v:.3f} {unit}") if unit == "s" else (lambda v: f"{v:g} {unit}")
-    if peer is None or peer <= 0:
-        return f"{what}: {fmt(ours)} ({peer_name} not measured)"
-    ratio = ours / peer
-    text = f"{what}: {fmt(ours)} vs {peer_name} {fmt(peer)} = {ratio:.2f}x"
-    if goal is not None:
-        ok = ratio <= goal if lower_is_better else ratio >= goal
-        text += f" (goal {'<=' if lower_is_better else '>='} {goal:g}x): {verdict(ok)}"
-    return text

@@ -67,6 +67,7 @@ from _common import (  # noqa: E402
 from _profile import MODES, find_py_spy, pyspy_argv, render_summary, summarize  # noqa: E402
 from _regbot import (  # noqa: E402
     GO_HELP,
+    GoPeer,
     alternate,
     find_go,
     median,
@@ -179,7 +180,7 @@ class Run:
 class Bench:
     """Owns every process the benchmark starts; __exit__ stops them all."""
 
-    def __init__(self, go, contenders: list[str]) -> None:
+    def __init__(self, go: GoPeer, contenders: list[str]) -> None:
         self.go = go
         self.contenders = contenders
         self._stack = contextlib.ExitStack()
@@ -330,7 +331,7 @@ def check_mirrored(src: str, tgt: str, mirror: MirrorSet) -> None:
 # --- report -------------------------------------------------------------------------------
 
 
-def report(mirror: MirrorSet, runs: dict[str, list[Run]], go, large: bool) -> None:
+def report(mirror: MirrorSet, runs: dict[str, list[Run]], go: GoPeer, large: bool) -> None:
     cpus = os.cpu_count() or 1
     repos = len(mirror.tags)
     print(f"\nmirror: {repos} repositories x {mirror.images // repos} tags = {mirror.images} "

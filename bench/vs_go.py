@@ -35,9 +35,10 @@ Sections (`--only`, comma separated; all by default):
               executor, after a warm-up copy in the same process); Go: (cold once - no-op
               once) / units. Goal: ours - Go <= 4 ms per unit (the per-unit overhead of
               ours over what the registries cost).
-- `--profile DIR`: one more cold copy of ours under py-spy (`pip install py-spy`): a
-  profile of the busy threads and one with idle ones (`--idle`), speedscope files in DIR,
-  and their hotspot tables (bench/_profile.py reads them again later).
+- `--profile DIR`: more cold copies of ours under py-spy (`pip install py-spy`), one per
+  mode of bench/_profile.py (`--gil`: the interpreter's CPU; `--idle`: every thread's wall
+  time), and the no-op resync (`--idle`): speedscope files in DIR and their hotspot tables
+  (`python bench/_profile.py FILE` prints them again).
 
 Prints numbers, ratios and MET/MISSED against each goal; never asserts timings. Progress
 goes to stderr, results to stdout.
@@ -53,6 +54,7 @@ from pathlib import Path
 _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
 
+import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import tempfile  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -206,7 +208,8 @@ def every_run(label: str, values: list[float], fmt: Callable[[float], str] = sec
 class Bench:
     """Owns every process the benchmark starts; __exit__ stops them all."""
 
-    def __init__(self, args, sizes: dict[str, int], py_spy: str | None) -> None:
+    def __init__(self, args: argparse.Namespace, sizes: dict[str, int],
+                 py_spy: str | None) -> None:
         self.args = args
         self.sizes = sizes
         self.runs = args.runs
