@@ -25,9 +25,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
-
 from regbot.errors import ConfigError
 from regbot.gotemplate_funcs import (
     FUNCS,
@@ -798,12 +795,49 @@ class _Runtime:
         raise _GoError(pos, f"range can't iterate over type {type_name(value)}")
 
 
-_ENV = SandboxedEnvironment(
-    undefined=StrictUndefined,
-    autoescape=False,
-    keep_trailing_newline=True,
-    extensions=["jinja2.ext.loopcontrols"],
-)
+_env: Any = None
+
+
+def _environment() -> Any:
+    """The jinja2 environment, made on first use: a template that is one plain call
+    (`{{env "X"}}`, `{{jsonPretty .}}`) never needs it, nor its import time."""
+    global _env
+    if _env is None:
+        from jinja2 import StrictUndefined
+        from jinja2.sandbox import SandboxedEnvironment
+
+        _env = SandboxedEnvironment(
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            extensions=["jinja2.ext.loopcontrols"],
+        )
+    return _env
+
+
+# One action calling one function on `.` or string constants, or printing `.`.
+_ONE_CALL = re.compile(r'\{\{(?:-\s)?\s*(?:(?P<name>[A-Za-z_]\w*)(?P<args>(?:\s+(?:\.|"(?:[^"\\\n]|\\.)*"))*)|(?P<dot>\.))\s*(?:\s-)?\}\}')
+_ONE_ARG = re.compile(r'\.|"(?:[^"\\\n]|\\.)*"')
+
+
+def _one_call(template: str, data: Any) -> str | None:
+    """The expansion of a template that is a single plain call, without the engine; None
+    when it is anything else (then the full translation runs, with its own errors)."""
+    match = _ONE_CALL.fullmatch(template)
+    if match is None:
+        return None
+    if match.group("dot"):
+        return print_result(data)
+    func = FUNCS.get(match.group("name"))
+    words = _ONE_ARG.findall(match.group("args"))
+    if func is None or len(words) < func.min_args or (
+            func.max_args is not None and len(words) > func.max_args):
+        return None
+    try:
+        args = [data if w == "." else _unquote(w[1:-1], '"', 0) for w in words]
+        return print_result(func.impl(*args))
+    except (ExecError, _GoError):
+        return None  # the full path reports it, with its position
 
 
 def _position(src: str, pos: int) -> str:
@@ -834,11 +868,16 @@ def expand(template: str, where: str, *, secret: bool = False, data: Any = None)
     """
     if "{{" not in template:
         return template  # nothing to expand (and plain passwords never reach a parser)
+    quick = _one_call(template, data)
+    if quick is not None:
+        return quick
+    from jinja2 import TemplateError
+
     try:
         translator = _Translator(template)
         source = translator.translate()
         runtime = _Runtime(translator.calls, translator.fields)
-        compiled = _ENV.from_string(source)
+        compiled = _environment().from_string(source)
         return compiled.render(
             _data=data,
             _k=translator.consts,

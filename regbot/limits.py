@@ -27,14 +27,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+from typing import TYPE_CHECKING
 
 from regbot.errors import LimitError, LimitTimeout
-from regbot.limitstore import LimitStore, MemoryStore, RedisStore, describe_client
+from regbot.limitstore import (
+    LimitStore,
+    MemoryStore,
+    RedisStore,
+    StoreError,
+    describe_client,
+    is_limit_store,
+)
 from regbot.types.ratelimit import RateLimit
+
+if TYPE_CHECKING:
+    import redis  # a cluster's: embedded runs never import it
 
 __all__ = [
     "BlobClaim",
@@ -68,6 +75,10 @@ def store_from_url(url: str, *, retries: int = 6) -> redis.Redis:
     Connection failures are retried with exponential backoff (about 5 s in all with the
     default `retries`), enough to ride out a Redis restart or a failover.
     """
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
     return redis.Redis.from_url(
         url,
         socket_timeout=10,
@@ -81,9 +92,7 @@ def store_from_url(url: str, *, retries: int = 6) -> redis.Redis:
 
 def describe_store(store: redis.Redis | LimitStore) -> str:
     """Where a store lives, for messages: host, port and db only (never user or password)."""
-    if isinstance(store, redis.Redis):
-        return describe_client(store)
-    return store.where
+    return store.where if is_limit_store(store) else describe_client(store)
 
 
 # --- keys ------------------------------------------------------------------------------
@@ -177,8 +186,8 @@ class Limits:
         self.keys = Keys(prefix)
         self.lease = lease
         self.claim_ttl = claim_ttl
-        self._redis = store if isinstance(store, redis.Redis) else None
-        self._ops: LimitStore = RedisStore(store) if isinstance(store, redis.Redis) else store
+        self._redis = None if is_limit_store(store) else store
+        self._ops: LimitStore = store if is_limit_store(store) else RedisStore(store)
         self._where = self._ops.where
         self._renewer = _Renewer()
         self._wakeups = _Wakeups()
@@ -306,9 +315,8 @@ class Limits:
         """Run one store command or script; store failures become a one-line LimitError."""
         try:
             return fn(*args, **kwargs)
-        except redis.RedisError as exc:
-            detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise LimitError(f"limits store {self._where}: {detail}") from exc
+        except StoreError as exc:
+            raise LimitError(f"limits store {self._where}: {exc}") from exc
 
     def _wait(self, attempt: Callable[[], bool], wake_key: str, deadline: _Deadline) -> bool:
         """Call `attempt` until it succeeds (True) or the deadline passes (False)."""

@@ -18,9 +18,11 @@ from __future__ import annotations
 import fnmatch
 import threading
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-import redis
+if TYPE_CHECKING:
+    import redis  # imported by RedisStore itself: an embedded run never loads it
 
 SEMAPHORE_ACQUIRE = """
 -- KEYS[1]: semaphore, a sorted set of owner tokens scored by lease expiry (ms, server clock)
@@ -103,9 +105,13 @@ return 0
 """
 
 
+class StoreError(Exception):
+    """The store could not be reached or refused an operation (one line, no password)."""
+
+
 class LimitStore(Protocol):
     """The atomic operations Limits is built on. Times are milliseconds of lease or ttl;
-    `rate_reserve` works in microseconds. Store failures raise redis.RedisError."""
+    `rate_reserve` works in microseconds. Store failures raise StoreError."""
 
     where: str  # for messages: never a password
 
@@ -139,53 +145,67 @@ class RedisStore:
     """The operations as Lua scripts and commands of one Redis (or fakeredis) client."""
 
     def __init__(self, client: redis.Redis) -> None:
+        import redis
+
         self.client = client
         self.where = describe_client(client)
+        self._errors = redis.RedisError
         self._semaphore = client.register_script(SEMAPHORE_ACQUIRE)
         self._rate = client.register_script(RATE_RESERVE)
         self._acquire = client.register_script(LOCK_ACQUIRE)
         self._extend = client.register_script(LOCK_EXTEND)
         self._release = client.register_script(LOCK_RELEASE)
 
+    def _do(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except self._errors as exc:
+            raise StoreError(" ".join(str(exc).split()) or type(exc).__name__) from exc
+
     def semaphore_acquire(self, key: str, token: str, limit: int, lease_ms: int) -> bool:
-        return self._semaphore(keys=[key], args=[token, limit, lease_ms]) == 1
+        return self._do(self._semaphore, keys=[key], args=[token, limit, lease_ms]) == 1
 
     def semaphore_release(self, key: str, token: str) -> None:
-        self.client.zrem(key, token)
+        self._do(self.client.zrem, key, token)
 
     def rate_reserve(self, key: str, interval_us: int, longest_us: int) -> int:
-        return int(self._rate(keys=[key], args=[interval_us, longest_us]))
+        return int(self._do(self._rate, keys=[key], args=[interval_us, longest_us]))
 
     def lock_acquire(self, key: str, token: str, ttl_ms: int) -> bool:
-        return self._acquire(keys=[key], args=[token, ttl_ms]) == 1
+        return self._do(self._acquire, keys=[key], args=[token, ttl_ms]) == 1
 
     def lock_extend(self, key: str, token: str, ttl_ms: int) -> bool:
-        return self._extend(keys=[key], args=[token, ttl_ms]) == 1
+        return self._do(self._extend, keys=[key], args=[token, ttl_ms]) == 1
 
     def lock_release(self, key: str, token: str) -> None:
-        self._release(keys=[key], args=[token])
+        self._do(self._release, keys=[key], args=[token])
 
     def set(self, key: str, value: str, ttl_s: int) -> None:
-        self.client.set(key, value, ex=ttl_s)
+        self._do(self.client.set, key, value, ex=ttl_s)
 
     def get(self, key: str) -> bytes | None:
-        return self.client.get(key)
+        return self._do(self.client.get, key)
 
     def exists(self, key: str) -> bool:
-        return bool(self.client.exists(key))
+        return bool(self._do(self.client.exists, key))
 
     def delete(self, key: str) -> None:
-        self.client.delete(key)
+        self._do(self.client.delete, key)
 
     def ttl(self, key: str) -> float | None:
-        left = self.client.pttl(key)
+        left = self._do(self.client.pttl, key)
         if left == -2:
             return None
         return float("inf") if left == -1 else left / 1000
 
     def keys(self, pattern: str) -> list[str]:
-        return sorted(k.decode() if isinstance(k, bytes) else k
-                      for k in self.client.scan_iter(match=pattern))
+        found = self._do(lambda: list(self.client.scan_iter(match=pattern)))
+        return sorted(k.decode() if isinstance(k, bytes) else k for k in found)
+
+
+def is_limit_store(value: object) -> bool:
+    """A LimitStore (else a Redis client to wrap in a RedisStore)."""
+    return hasattr(value, "semaphore_acquire")
 
 
 class MemoryStore:

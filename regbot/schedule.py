@@ -21,8 +21,6 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from regbot.durations import SECOND, DurationError, format_duration_ns, parse_duration_ns
 
 
@@ -216,9 +214,13 @@ class Schedule:
             return t.replace(microsecond=0) + timedelta(seconds=self.every)
         assert self.expression is not None
         if self.timezone is None:
+            from croniter import croniter  # only schedules given as cron need it
+
             return croniter(self.expression, t, day_or=True).get_next(datetime)
         zone = ZoneInfo(self.timezone)
         local = t.astimezone(zone)  # a naive t is taken as system local time
+        from croniter import croniter
+
         nxt = croniter(self.expression, local, day_or=True).get_next(datetime)
         if t.tzinfo is None:
             return nxt.astimezone().replace(tzinfo=None)

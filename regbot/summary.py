@@ -6,9 +6,6 @@ import json
 from collections.abc import Sequence
 from typing import IO
 
-from rich.console import Console
-from rich.table import Table
-
 from regbot.durations import format_duration
 from regbot.runner import ScriptResult
 
@@ -42,6 +39,9 @@ def _row(result: ScriptResult) -> tuple[str, ...]:
 def render_summary(results: Sequence[ScriptResult], stream: IO[str], *, rich: bool) -> None:
     """A table on a terminal, plain `key=value` lines otherwise (easy to grep in CI logs)."""
     if rich:
+        from rich.console import Console  # only a terminal gets the table
+        from rich.table import Table
+
         table = Table(title="regbot summary")
         for column in _COLUMNS:
             table.add_column(column, justify="left" if column in ("script", "status") else "right")

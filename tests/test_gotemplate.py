@@ -323,3 +323,20 @@ def test_translation_passes_text_as_data():
     source, consts = translate('a{% x %}{{ env "A" | default "b" }}c')
     assert "{% x %}" not in source
     assert consts == ["a{% x %}", "A", "b", "c"]
+
+
+@pytest.mark.parametrize("template", [
+    '{{env "REGBOT_TEST_ONE_CALL"}}', '{{ env "REGBOT_TEST_ONE_CALL" }}',
+    '{{- env "REGBOT_TEST_ONE_CALL" -}}', "{{jsonPretty .}}", "{{json .}}", "{{.}}",
+    '{{lower "A\\tB"}}', '{{upper "x"}}', '{{default "a" "b"}}', '{{join . ","}}',
+])
+def test_one_call_templates_expand_as_the_full_engine_does(template, monkeypatch):
+    """A template that is one plain call skips the engine; its output is the engine's."""
+    from regbot import gotemplate
+
+    monkeypatch.setenv("REGBOT_TEST_ONE_CALL", "hub-user")
+    data = ["a", "b"] if "join" in template else {"Version": "1", "N": [1, 2]}
+    assert gotemplate._one_call(template, data) is not None
+    quick = expand(template, "t", data=data)
+    monkeypatch.setattr(gotemplate, "_one_call", lambda *_: None)
+    assert quick == expand(template, "t", data=data)

@@ -27,8 +27,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from kombu.utils.url import maybe_sanitize_url
-
 from regbot.errors import ConfigError
 
 ENV_BROKER = "REGBOT_BROKER_URL"
@@ -58,7 +56,11 @@ def is_redis(url: str | None) -> bool:
 
 def sanitize(url: str | None) -> str:
     """A URL fit for logs and messages: any password replaced."""
-    return maybe_sanitize_url(url or "", mask="***") if url else ""
+    if not url:
+        return ""
+    from kombu.utils.url import maybe_sanitize_url  # only a cluster has URLs to print
+
+    return maybe_sanitize_url(url, mask="***")
 
 
 @dataclass(frozen=True)
