@@ -20,6 +20,7 @@ from regbot.copy.progress import (
     CopyResult,
     ProgressListener,
 )
+from regbot.types.manifest import Manifest
 from regbot.types.ref import Reference
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def copy_image(
     progress: ProgressListener | None = None,
     cancel: CancelToken | None = None,
     run: RunTag | None = None,
+    source_head: Manifest | None = None,
 ) -> CopyResult:
     """Copy `src` (an image, index, and what the options add) to `tgt`.
 
@@ -46,14 +48,16 @@ def copy_image(
     and between chunks of a blob, raising CopyCancelled. Any failure is raised as the
     RegbotError it is, naming the unit, references and digest; nothing is pushed for a
     manifest unless all it references is in the target. `run` labels the units for
-    executors that send them elsewhere.
+    executors that send them elsewhere. `source_head` is a HEAD answer of `src` just
+    made (image.ratelimitWait's): its digest stands for the source's (whatever is then
+    read is still checked against it).
     """
     options = options or CopyOptions()
     executor = executor or LocalExecutor()
     token = CancelToken(parents=(cancel, getattr(executor, "cancel", None)))
     concurrency = default_concurrency(client, src, tgt)
     plan = build_plan(client, src, tgt, options, concurrency=concurrency, cancel=token,
-                      threads=executor.threads)
+                      threads=executor.threads, source_head=source_head)
     counter = AggregatingListener()
     if plan.up_to_date:
         log.info("copy %s to %s: target already up to date", src, tgt)

@@ -115,6 +115,7 @@ def build_plan(
     concurrency: int = 4,
     cancel: CancelToken | None = None,
     threads: ThreadPoolExecutor | None = None,
+    source_head: Manifest | None = None,
 ) -> Plan:
     """Read what is needed from source and target and return the plan (nothing written).
 
@@ -124,10 +125,10 @@ def build_plan(
     cancel = cancel or CancelToken()
     try:
         if threads is not None:
-            return _Planner(client, options, threads, cancel).plan(src, tgt)
+            return _Planner(client, options, threads, cancel).plan(src, tgt, source_head)
         with ThreadPoolExecutor(max_workers=max(1, concurrency),
                                 thread_name_prefix="regbot-plan") as pool:
-            return _Planner(client, options, pool, cancel).plan(src, tgt)
+            return _Planner(client, options, pool, cancel).plan(src, tgt, source_head)
     except RegbotError as exc:
         if not getattr(exc, "copy_unit", None) and not getattr(exc, "copy_plan", False):
             exc.copy_plan = True  # type: ignore[attr-defined]
@@ -177,8 +178,10 @@ class _Planner:
         self._tags: dict[str, list[str]] = {}  # source repo -> its tag list
         self._omitted: dict[str, int] = {}  # index digest -> entries the filter left out
 
-    def plan(self, src: Reference, tgt: Reference) -> Plan:
-        probe = self._probe(_Item(src, tgt))
+    def plan(self, src: Reference, tgt: Reference, source_head: Manifest | None = None) -> Plan:
+        known = source_head.descriptor() if source_head is not None and source_head.digest \
+            else None
+        probe = self._probe(_Item(src, tgt, known))
         if not probe.up_to_date:
             self._plan_node(probe)
         return Plan(src=str(src), tgt=str(tgt), units=self.units, up_to_date=probe.up_to_date)

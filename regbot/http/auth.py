@@ -255,6 +255,11 @@ class Authenticator:
         self._service = ""
         self._tokens: list[_Token] = []
         self._refresh_token = ""
+        # The first request to a host learns its challenge; the others wait for it
+        # rather than each getting its own 401 (then they ask for a token first).
+        self._first_contact = threading.Lock()
+        self._contacted = False
+        self._fetching: dict[tuple[str, ...], threading.Event] = {}  # one token per scope
 
     def flow(self, request: Any, scopes: Iterable[str]) -> Generator[Any, Reply, Reply]:
         """Send `request` (an object with `url` and a mutable `headers` dict) with
@@ -266,15 +271,26 @@ class Authenticator:
         """
         wanted = merge_scopes(scopes)
         header = None
-        if urlsplit(request.url).netloc == self.host_netloc:
-            header = yield from self._authorization(request.url, wanted, fresh=False)
-        if header:
-            request.headers["Authorization"] = header
-        reply = yield request
-        if reply.status != 401 or urlsplit(request.url).netloc != self.host_netloc:
-            return reply
-        challenges = parse_www_authenticate(reply.values("WWW-Authenticate"))
-        extra = self._learn(challenges)
+        ours = urlsplit(request.url).netloc == self.host_netloc
+        probing = ours and not self._contacted and self._first_contact.acquire(timeout=60)
+        try:
+            if probing and self._contacted:  # learnt while this one waited
+                self._first_contact.release()
+                probing = False
+            if ours:
+                header = yield from self._authorization(request.url, wanted, fresh=False)
+            if header:
+                request.headers["Authorization"] = header
+            reply = yield request
+            if reply.status != 401 or not ours:
+                return reply
+            challenges = parse_www_authenticate(reply.values("WWW-Authenticate"))
+            extra = self._learn(challenges)
+        finally:
+            if ours:
+                self._contacted = True
+            if probing:
+                self._first_contact.release()
         if not self._scheme:
             return reply
         if header:
@@ -338,9 +354,23 @@ class Authenticator:
             cached = self._cached(scopes)
             if cached is not None:
                 return "Bearer " + cached.value
-        token = yield from self._fetch_token(url, scopes)
+            with self._lock:
+                busy = self._fetching.get(scopes)
+            if busy is not None and busy.wait(30):  # another thread is asking for it
+                cached = self._cached(scopes)
+                if cached is not None:
+                    return "Bearer " + cached.value
         with self._lock:
-            self._tokens.append(token)
+            done = self._fetching.setdefault(scopes, threading.Event())
+        try:
+            token = yield from self._fetch_token(url, scopes)
+            with self._lock:
+                self._tokens.append(token)
+        finally:
+            with self._lock:
+                if self._fetching.get(scopes) is done:
+                    del self._fetching[scopes]
+            done.set()
         return "Bearer " + token.value
 
     # --- the token exchange ---

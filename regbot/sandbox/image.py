@@ -149,17 +149,20 @@ def copy(sb: Sandbox, src_value: Any, tgt_value: Any, opts_value: Any) -> None:
         return
     line = sb.current_line()
     sb.log.info("Copy image", **fields, dry_run=False)
+    head = sb.recent_head(src)
     # Returns once the copy is started: regbot/sandbox/copies.py keeps what the script
     # sees as if it had ended here.
-    sb.copies.start(src, tgt, line, lambda: _copy_now(sb, src, tgt, options))
+    sb.copies.start(src, tgt, line, lambda: _copy_now(sb, src, tgt, options, head))
 
 
-def _copy_now(sb: Sandbox, src: Reference, tgt: Reference, options: Any) -> None:
+def _copy_now(sb: Sandbox, src: Reference, tgt: Reference, options: Any,
+              head: Manifest | None) -> None:
     """One copy, on a thread of the run's copy window."""
     from regbot.copy import copy_image
 
     result = copy_image(sb.engine_client, src, tgt, options, executor=sb.executor,
-                        progress=sb.progress, cancel=sb.cancel_token(), run=sb.run_tag)
+                        progress=sb.progress, cancel=sb.cancel_token(), run=sb.run_tag,
+                        source_head=head)
     sb.count(images_copied=0 if result.skipped else 1, blobs_copied=result.blobs_copied,
              blobs_skipped=result.blobs_skipped, blobs_mounted=result.blobs_mounted,
              bytes_copied=result.bytes_copied)
@@ -191,7 +194,9 @@ def ratelimit_wait(sb: Sandbox, ref_value: Any, min_value: Any, freq_value: Any,
     timeout = duration(sb, timeout_value, DEFAULT_RATELIMIT_TIMEOUT, "timeout")
     end = time.monotonic() + timeout
     while True:
-        rl = manifest_mod.head_manifest(sb, ref).ratelimit
+        head = manifest_mod.head_manifest(sb, ref)
+        sb.remember_head(ref, head)  # the image.copy of ref that usually follows reuses it
+        rl = head.ratelimit
         if not rl.set or rl.remain >= minimum:
             return True
         left = end - time.monotonic()

@@ -42,6 +42,8 @@ from regbot.sandbox.client import ScriptClient
 from regbot.sandbox.copies import CopyFailed, CopyWindow
 from regbot.sandbox.objects import PRELUDE
 from regbot.sandbox.schema import lua_schemas, lua_type_name
+from regbot.types.manifest import Manifest
+from regbot.types.ref import Reference
 
 # Instructions between two deadline checks. A check (a call into Python) costs about
 # 0.75 µs; 5000 simple instructions take 25-50 µs, so a tight loop runs ~2-3 % slower
@@ -51,6 +53,9 @@ HOOK_EVERY = 5_000
 # Longest single sleep inside an API call before the deadline is looked at again.
 SLEEP_STEP = 0.2
 MAX_DEPTH = 100
+# How long a HEAD answer stands for the next read of the same reference: the usual
+# `image.ratelimitWait(ref) ... image.copy(ref, ...)` then asks the upstream once.
+RECENT_HEAD = 1.0
 
 _SCRIPT_POS = re.compile(r"^script:(\d+): (.*)$", re.S)
 
@@ -113,6 +118,7 @@ class Sandbox:
         self.stats = RunStats()
         self._stats_guard = threading.Lock()  # copies count from their own threads
         self._heavy_depth = 0
+        self._recent_head: tuple[str, float, Any] = ("", 0.0, None)
         self._heavy_hold: ExitStack | None = None
         self.deadline = time.monotonic() + timeout if timeout is not None else None
         self.timed_out = False
@@ -384,6 +390,17 @@ class Sandbox:
         with self._stats_guard:
             for name, delta in deltas.items():
                 setattr(self.stats, name, getattr(self.stats, name) + delta)
+
+    def remember_head(self, ref: Reference, manifest: Manifest) -> None:
+        """Keep a HEAD answer of `ref` (image.ratelimitWait's) for the copy that follows."""
+        self._recent_head = (ref.common_name(), time.monotonic(), manifest)
+
+    def recent_head(self, ref: Reference) -> Manifest | None:
+        """The HEAD answer of `ref` remembered less than RECENT_HEAD seconds ago."""
+        name, at, manifest = self._recent_head
+        if name == ref.common_name() and time.monotonic() - at < RECENT_HEAD:
+            return manifest
+        return None
 
     def current_line(self) -> int | None:
         """The script line running now (for an API call: the line of the call)."""
