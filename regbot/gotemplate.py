@@ -823,8 +823,8 @@ def translate(template: str) -> tuple[str, list[Any]]:
 
     Raises ValueError with a one-line reason for malformed templates.
     """
-    translator = _Translator(template)
     try:
+        translator = _Translator(template)
         return translator.translate(), translator.consts
     except _GoError as err:
         raise ValueError(f"{_position(template, err.pos)}: {err.render(False)}") from None
