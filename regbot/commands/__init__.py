@@ -11,11 +11,13 @@ import click
 
 def register(main: click.Group) -> None:
     from regbot.commands.blob import blob_group
+    from regbot.commands.check import check
     from regbot.commands.image import image_group
     from regbot.commands.manifest import manifest_group
     from regbot.commands.registry import registry_group
     from regbot.commands.repo import repo_group
     from regbot.commands.tag import tag_group
 
-    for group in (blob_group, image_group, manifest_group, registry_group, repo_group, tag_group):
-        main.add_command(group)
+    for command in (blob_group, check, image_group, manifest_group, registry_group, repo_group,
+                    tag_group):
+        main.add_command(command)
