@@ -76,10 +76,18 @@ class UserConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # other top-level keys, kept as read
 
     def document(self) -> dict[str, Any]:
+        """The file's JSON: maps in key order, as Go's encoding/json writes them."""
         out = dict(self.extra)
         if self.hosts:
-            out["hosts"] = self.hosts
+            out["hosts"] = {name: _sorted_maps(self.hosts[name]) for name in sorted(self.hosts)}
         return out
+
+
+def _sorted_maps(entry: dict[str, Any]) -> dict[str, Any]:
+    opts = entry.get("apiOpts")
+    if isinstance(opts, dict):
+        return {**entry, "apiOpts": {k: opts[k] for k in sorted(opts)}}
+    return entry
 
 
 def registry_name(text: str) -> tuple[str, str]:

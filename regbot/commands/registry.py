@@ -93,6 +93,8 @@ def registry_set(ctx: click.Context, host: str, skip_check: bool, scheme: str | 
             value = list(value) if value else None
         elif flag == "tls" and value is not None:
             value = value.lower()
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)  # Go's JSON writes the float 1 as 1
         if value is not None:
             entry[key] = value
     for item in api_opts:
@@ -228,8 +230,9 @@ def registry_config(ctx: click.Context, host: str | None, fmt: str, **given: Any
             return
         show(template, host_view(name, entry))
         return
-    hosts = {name: host_view(name, entry) for name, entry in config.hosts.items()}
-    document = {k: v for k, v in config.document().items() if k != "hosts"}
+    stored = config.document()
+    hosts = {name: host_view(name, entry) for name, entry in stored.get("hosts", {}).items()}
+    document = {k: v for k, v in stored.items() if k != "hosts"}
     if hosts:
         document["hosts"] = hosts
     show(template, json_struct_view(document, {"Hosts": "hosts", "Version": "version",

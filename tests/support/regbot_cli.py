@@ -27,3 +27,43 @@ def run_regbot(*args: str, env: dict[str, str], stdin: str | bytes | None = None
                timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "regbot", *args], input=stdin, env=env,
                           capture_output=True, text=text, timeout=timeout, cwd=cwd or REPO_ROOT)
+
+
+def run_on_pty(args: list[str], env: dict[str, str], answers: list[tuple[bytes, bytes]] = (),
+               timeout: float = 120) -> tuple[int, str]:
+    """Run regbot with a terminal on stdin, stdout and stderr; each (prompt, reply) of
+    `answers` is typed once `prompt` has appeared. Returns the exit status and everything
+    the terminal showed (colour codes removed)."""
+    import os
+    import pty
+    import re
+    import select
+    import signal
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec regbot on the terminal
+        os.chdir(REPO_ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "regbot", *args], env)
+    output = b""
+    pending = list(answers)
+    deadline = time.monotonic() + timeout
+    while True:
+        if time.monotonic() > deadline:  # stuck: stop it, the caller sees the status
+            os.kill(pid, signal.SIGKILL)
+            break
+        if pending and pending[0][0] in output:
+            os.write(fd, pending.pop(0)[1])
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))
+    return os.waitstatus_to_exitcode(status), text

@@ -108,6 +108,34 @@ CASES: dict[str, list[str]] = {
 }
 
 
+# `registry` commands, run in this order with {REG} a plain registry and {AUTH} the
+# htpasswd one (user AUTH_USER); the fixtures of the *_out ones hold what they printed,
+# registry_file.out the config file they left.
+AUTH_USER, AUTH_PASSWORD = "alice", "s3cret-Pa55"
+REGISTRY_STEPS: list[tuple[str, list[str]]] = [
+    ("", ["registry", "set", "--tls", "disabled", REG]),
+    ("", ["registry", "set", "--tls", "disabled", "{AUTH}", "--skip-check"]),
+    ("", ["registry", "set", "mirror.example:5000", "--hostname", "127.0.0.1:9", "--tls",
+          "insecure", "--mirror", "a.example", "--mirror", "b.example", "--priority", "3",
+          "--repo-auth", "--blob-chunk", "1000", "--blob-max", "-1", "--req-concurrent", "5",
+          "--req-per-sec", "2.5", "--api-opts", "disableHead=true", "--skip-check"]),
+    ("", ["registry", "set", "docker.io", "--req-per-sec", "1", "--skip-check"]),
+    ("", ["registry", "login", "{AUTH}", "-u", AUTH_USER, "--pass-stdin"]),
+    ("registry_config_all", ["registry", "config"]),
+    ("registry_config_host", ["registry", "config", "{AUTH}"]),
+    ("registry_config_user", ["registry", "config", "{AUTH}", "--format", "{{.User}}\n"]),
+    ("registry_config_hub", ["registry", "config", "docker.io"]),
+]
+
+
+def registry_argv(args: list[str], host: str, auth_host: str) -> list[str]:
+    return [a.replace(REG, host).replace("{AUTH}", auth_host) for a in args]
+
+
+def normalize_hosts(text: str, host: str, auth_host: str) -> str:
+    return text.replace(auth_host, "{AUTH}").replace(host, REG)
+
+
 def argv(name: str, host: str) -> list[str]:
     return [arg.replace(REG, host) for arg in CASES[name]]
 
