@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from regbot import __version__
-from regbot.commands import register as register_commands
+from regbot.commands import COMMANDS, LazyGroup
 from regbot.commands.options import apply_settings as _settings
 from regbot.commands.options import common_options as _common_options
 from regbot.errors import ConfigError, RegbotError
@@ -29,7 +29,8 @@ def _load(settings: dict[str, Any]):
     return load_config(path)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_subcommands=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @_common_options
 @click.pass_context
 def main(ctx: click.Context, config_file, dry_run, verbosity, logopt) -> None:
@@ -258,9 +259,6 @@ def _vcs_ref() -> str:
         return json.loads(direct).get("vcs_info", {}).get("commit_id", "unknown")
     except Exception:  # metadata is optional: an uninstalled checkout has none
         return "unknown"
-
-
-register_commands(main)
 
 
 def run() -> int:

@@ -3,7 +3,10 @@ templates, the manifest text view, sizes and platforms, the user config entries.
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -155,3 +158,16 @@ def test_user_config_entries():
     for bad in ("a/b", "ftp://a", "", "a b"):
         with pytest.raises(ConfigError):
             registry_name(bad)
+
+
+def test_commands_load_only_when_used():
+    """`regbot version` must stay quick: no command module, client or template engine
+    is imported until a command needs it."""
+    code = ("import sys; sys.argv = ['regbot', '--help']; from regbot.cli import main; "
+            "print(sorted(m for m in sys.modules if m.startswith('regbot.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    loaded = ast.literal_eval(out)  # a printed list of module names
+    assert "regbot.commands.options" in loaded
+    assert not [m for m in loaded if m.startswith(("regbot.commands.tag", "regbot.commands.image",
+                                                   "regbot.client", "regbot.engine"))], loaded
