@@ -177,6 +177,14 @@ def test_manifest_rm_takes_every_tag_on_the_digest(env, registry, repo):
     assert proc.returncode == 0, proc.stderr
     assert digest_of(registry.host, repo, other.digest) is None
 
+    idx = images.build_index(("linux/amd64", "linux/arm64"), seed=59)
+    images.push_image(registry.host, repo, idx, tag="multi")
+    proc = regbot(env, "manifest", "rm", "--platform", "linux/arm64",
+                  f"{registry.host}/{repo}@{idx.digest}")
+    assert proc.returncode == 0, proc.stderr
+    assert digest_of(registry.host, repo, idx.child("linux/arm64").digest) is None
+    assert digest_of(registry.host, repo, idx.child("linux/amd64").digest) is not None
+
 
 def test_export_and_import(env, registry, registry2, repo, tmp_path):
     idx = images.build_index(seed=53)

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from regbot.types.ref import Reference
     from regbot.userconfig import UserConfig
 
-log = logging.getLogger("regbot.commands")
 _PLATFORM_PART = re.compile(r"^[a-z0-9._-]+$")
 
 

@@ -81,11 +81,12 @@ def manifest_head(ctx: click.Context, image: RefArg, platform: str, fmt: str, **
 @click.option("--force-tag-dereference", is_flag=True,
               help="Delete the manifest a tag points to (every tag on it goes too)")
 @click.option("--ignore-missing", is_flag=True, help="Ignore errors if the manifest is missing")
+@click.option("-p", "--platform", default="", help="Delete this platform's image of an index")
 def manifest_rm(ctx: click.Context, image: RefArg, force_tag_dereference: bool,
-                ignore_missing: bool, **given: Any) -> None:
+                ignore_missing: bool, platform: str, **given: Any) -> None:
     """Delete a manifest by digest, and with it every tag on it (see `tag rm`)."""
     settings = command_settings(ctx, given)
-    from regbot.commands.common import build_engine, dry_run
+    from regbot.commands.common import build_engine, dry_run, parse_platform, resolve_platform
     from regbot.errors import NotFound
 
     ref = image.ref
@@ -93,9 +94,13 @@ def manifest_rm(ctx: click.Context, image: RefArg, force_tag_dereference: bool,
         raise click.BadParameter(
             f"digest required to delete manifest, reference {ref.common_name()} "
             "(or --force-tag-dereference)", param_hint="IMAGE")
+    wanted = parse_platform(platform) if platform else None
     engine = build_engine(settings)
     try:
-        if not ref.digest:
+        if wanted is not None:
+            # only the platform's image goes: the index stays, still listing it
+            ref = resolve_platform(engine, ref, wanted)[0]
+        elif not ref.digest:
             ref = ref.with_digest(engine.client.manifest_head(ref).digest)
         if dry_run(settings, "Delete manifest", image=ref.common_name()):
             return

@@ -50,12 +50,13 @@ def tag_ls(ctx: click.Context, repository: RefArg, include: tuple[str, ...], exc
            limit: int, last: str, fmt: str, **given: Any) -> None:
     """List the tags of a repository, one per line (sorted)."""
     settings = command_settings(ctx, given)
+    from regbot.commands.common import build_engine
     from regbot.commands.output import resolve, show
     from regbot.commands.views import tag_list_view
 
     template = resolve(fmt, RAW_FORMATS)
     includes, excludes = _patterns(include, "'--include'"), _patterns(exclude, "'--exclude'")
-    engine = _engine(settings)
+    engine = build_engine(settings)
     ref = repository.ref
     listing = engine.client.tag_listing(ref, limit=limit if limit > 0 else None, last=last or None)
     tags = filter_tags(listing.names, includes, excludes)
@@ -68,7 +69,7 @@ def tag_ls(ctx: click.Context, repository: RefArg, include: tuple[str, ...], exc
 def tag_rm(ctx: click.Context, image: RefArg, ignore_missing: bool, **given: Any) -> None:
     """Delete one tag; other tags on the same image stay (as tag.delete in scripts)."""
     settings = command_settings(ctx, given)
-    from regbot.commands.common import dry_run
+    from regbot.commands.common import build_engine, dry_run
     from regbot.errors import NotFound
 
     ref = image.ref
@@ -76,7 +77,7 @@ def tag_rm(ctx: click.Context, image: RefArg, ignore_missing: bool, **given: Any
         raise click.BadParameter(f"{image.text}: a tag is required (and no digest)", param_hint="IMAGE")
     if dry_run(settings, "Delete tag", image=ref.common_name()):
         return
-    engine = _engine(settings)
+    engine = build_engine(settings)
     try:
         engine.client.tag_delete(ref)
     except NotFound:
@@ -84,9 +85,3 @@ def tag_rm(ctx: click.Context, image: RefArg, ignore_missing: bool, **given: Any
             raise
     finally:
         engine.client.close(ref)
-
-
-def _engine(settings: dict[str, Any]) -> Any:
-    from regbot.commands.common import build_engine
-
-    return build_engine(settings)
