@@ -48,6 +48,7 @@ from beat_schedule.schedule import (
 from regbot.config import Config, load_config
 from regbot.errors import ConfigError, LimitError
 from regbot.limits import DEFAULT_PREFIX, Limits, describe_store, store_from_url
+from regbot.limitstore import MemoryStore
 from regbot.logs import get_logger, log_fields
 from workers.settings import ENV_CONFIG, ENV_REDIS, is_redis
 
@@ -186,10 +187,12 @@ class RegbotScheduler(Scheduler):
 
     def _open_store(self) -> None:
         if self._store is None:
-            self._store = (
-                self._store_arg if self._store_arg is not None
-                else store_from_url(self._store_url)
-            )
+            if self._store_arg is not None:
+                self._store = self._store_arg
+            elif self._store_url:
+                self._store = store_from_url(self._store_url)
+            else:
+                self._store = MemoryStore()
             self._limits = Limits(self._store, self._prefix)
             self._leader_lock = self._limits.lock(LEADER_LOCK, self.lock_ttl)
             if describe_store(self._store) == "embedded":
@@ -364,12 +367,13 @@ class RegbotScheduler(Scheduler):
     # --- shared last runs --------------------------------------------------------------
 
     def _last_run_key(self, name: str) -> str:
-        return f"{self._prefix}:beat:last:{name}"
+        assert self._limits is not None  # opened in setup_schedule
+        return self._limits.keys.beat_last_run(name)
 
     def _record_last_run(self, name: str, stamp: int) -> None:
         body = json.dumps({"schedule": self._definitions.get(name, ""), "due": stamp})
         try:
-            self._store.set(self._last_run_key(name), body, ex=LAST_RUN_TTL)
+            self._limits.put_record(self._last_run_key(name), body, LAST_RUN_TTL)
         except Exception as exc:  # the run was sent; a standby just re-phases on takeover
             log_fields(log, logging.WARNING, "Cannot record the last run", script=name,
                        error=" ".join(str(exc).split()))
@@ -390,7 +394,7 @@ class RegbotScheduler(Scheduler):
         """The due time of the entry's last run sent by any beat, if recorded for the
         entry's current schedule."""
         try:
-            raw = self._store.get(self._last_run_key(entry.name))
+            raw = self._limits.get_record(self._last_run_key(entry.name))
         except Exception as exc:
             log_fields(log, logging.WARNING, "Cannot read the last run", script=entry.name,
                        error=" ".join(str(exc).split()))

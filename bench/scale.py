@@ -461,16 +461,16 @@ class TimedExecutor:
 def child(payload: dict) -> int:
     """Runs in its own process: the copies of `payload`, embedded or on the cluster."""
     from regbot.config import load_config
-    from regbot.copy import LocalExecutor, copy_image
+    from regbot.copy import LocalExecutor, RunTag, copy_image
+    from regbot.engine import Engine
     from regbot.limits import Limits, store_from_url
-    from regbot.runner import RunOptions, build_client
     from regbot.types.ref import Reference
 
     config = load_config(payload["config"])
     app = None
     if payload["mode"] == "embedded":
         # as `regbot once` without a broker: limits in an in-process store
-        client = build_client(config, RunOptions())
+        engine = Engine.embedded(config)
 
         def make_executor():
             return LocalExecutor()
@@ -481,19 +481,19 @@ def child(payload: dict) -> int:
 
         url = payload["redis_url"]
         settings = ClusterSettings.resolve(url, None, url, environ={})
-        store = store_from_url(url)
-        client = build_client(config, RunOptions(store_url=url), limits=Limits(store))
+        limits = Limits(store_from_url(url))
         app = create_app(settings)
+        engine = Engine(config, limits, CeleryExecutor(app, limits))
 
         def make_executor():
-            return CeleryExecutor(app, store, script="bench overhead")
+            return engine.executor
     reports = []
     try:
         for src, tgt in payload["copies"]:
             executor = TimedExecutor(make_executor())
             started = time.perf_counter()
-            result = copy_image(client, Reference.parse(src), Reference.parse(tgt),
-                                executor=executor)
+            result = copy_image(engine.client, Reference.parse(src), Reference.parse(tgt),
+                                executor=executor, run=RunTag("bench overhead"))
             reports.append({"units": executor.units, "run_seconds": executor.seconds,
                             "copy_seconds": time.perf_counter() - started,
                             "blobs_copied": result.blobs_copied})

@@ -74,8 +74,12 @@ def once(ctx: click.Context, broker: str | None, result_backend: str | None,
     options = RunOptions(dry_run=bool(settings.get("dry_run")))
     cluster = ClusterSettings.resolve(broker, result_backend, redis_url)
     if cluster is None:
+        from regbot.engine import Engine
+
+        engine = Engine.embedded(config)
+
         def run(**kw: Any) -> list:
-            return run_once(config, options, **kw)
+            return run_once(engine, options, **kw)
     else:
         from workers.submit import run_cluster_once
 
@@ -126,9 +130,11 @@ def server(ctx: click.Context, broker: str | None, result_backend: str | None,
         ctx.exit(_serve_cluster(settings, config, cluster, transfers=transfers,
                                 node_name=node_name, lock_ttl=lock_ttl))
     from regbot.embedded import EmbeddedScheduler
+    from regbot.engine import Engine
     from regbot.runner import RunOptions
 
-    scheduler = EmbeddedScheduler(config, RunOptions(dry_run=bool(settings.get("dry_run"))))
+    scheduler = EmbeddedScheduler(Engine.embedded(config),
+                                  RunOptions(dry_run=bool(settings.get("dry_run"))))
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("Interrupt received, stopping")

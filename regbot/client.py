@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from regbot import __version__
 from regbot.hosts import Host, HostTable
-from regbot.limits import Limits, embedded_store
+from regbot.limits import Limits
 from regbot.scheme.base import BlobReader, BlobSource, Headers, Listing, Scheme
 from regbot.scheme.ocidir import OCIDirScheme
 from regbot.scheme.reg import RegScheme
@@ -18,7 +18,7 @@ DEFAULT_USER_AGENT = f"regbot/{__version__}"
 class RegClient:
     """Holds the per-host settings and the shared limits; thread safe.
 
-    `limits` is shared state (Redis in a cluster, an in-process fakeredis when embedded).
+    `limits` is shared state (Redis in a cluster, process memory when embedded).
     """
 
     def __init__(
@@ -31,7 +31,7 @@ class RegClient:
         blob_limit: int = 0,
     ) -> None:
         self.hosts = HostTable(hosts or [], skip_docker_config=skip_docker_config)
-        self.limits = limits or Limits(embedded_store())
+        self.limits = limits or Limits.in_memory()
         self._schemes: dict[str, Scheme] = {
             "reg": RegScheme(
                 self.hosts,

@@ -23,8 +23,8 @@ Stricter than Go, on purpose (each is a file that cannot work as meant):
 Every error is a ConfigError, one line, starting with `source:line:column:` when the
 place is known. A normal load stops at the first one; `check_config` (for `regbot check`)
 goes on past each, collecting every problem: errors, and the unknown keys and other
-mistakes a load only warns about. Template values (`user`, `pass`, `regcert`, `clientCert`, `clientKey`) are
-expanded at load; secrets never appear in messages or logs.
+mistakes a load only warns about. Template values (`user`, `pass`, `regcert`,
+`clientCert`, `clientKey`) are expanded at load; secrets never appear in messages or logs.
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ log = logging.getLogger("regbot.config")
 CONFIG_VERSION = 1
 DEFAULT_USER_AGENT = f"regbot/{__version__}"
 DEFAULT_CRED_EXPIRE = 3600.0  # seconds; Go's default when credExpire is unset
+# Beyond the Go regbot (which ignores these keys):
+DEFAULT_COPY_WINDOW = 8  # copies one script has in flight at once (copyWindow)
+DEFAULT_TRANSFER_MIN = 1024 * 1024  # blob bytes from which a cluster sends the blob to a node
 
 # Names the Go client folds into docker.io (config.DockerRegistry*).
 _HUB_NAMES = {DOCKER_HUB, DOCKER_HUB_HOST, "index.docker.io", "https://index.docker.io/v1/"}
@@ -71,6 +74,8 @@ class Defaults:
     blob_limit: int = 0
     skip_docker_config: bool = False
     user_agent: str = DEFAULT_USER_AGENT
+    copy_window: int = DEFAULT_COPY_WINDOW
+    transfer_min: int = DEFAULT_TRANSFER_MIN
 
 
 @dataclass
@@ -83,6 +88,7 @@ class ScriptConfig:
     schedule: str = ""
     timeout: float | None = None
     line_offset: int = 1  # YAML line of the script's first line (Lua line n is n-1 below)
+    copy_window: int = DEFAULT_COPY_WINDOW
 
     def effective_schedule(self) -> Schedule | None:
         """When the server runs it: the schedule, else `@every <interval>`, else None."""
@@ -436,8 +442,9 @@ def _compose(text: str, doc: _Doc) -> Node | None:
 
 _DEFAULT_KEYS = {
     "interval", "schedule", "parallel", "timeout", "blobLimit", "skipDockerConfig", "userAgent",
+    "copyWindow", "transferMin",
 }  # fmt: skip
-_SCRIPT_KEYS = {"name", "script", "interval", "schedule", "timeout"}
+_SCRIPT_KEYS = {"name", "script", "interval", "schedule", "timeout", "copyWindow"}
 _CRED_KEYS = {
     "registry", "hostname", "tls", "scheme", "user", "pass", "token", "credHelper",
     "credExpire", "credHost", "regcert", "clientCert", "clientKey", "pathPrefix", "mirrors",
@@ -478,6 +485,12 @@ def _defaults(doc: _Doc, node: Node | None) -> Defaults:
     if (n := _node(entries, "userAgent")) is not None:
         with doc.part():
             d.user_agent = doc.string(n, "defaults.userAgent") or DEFAULT_USER_AGENT
+    if (n := _node(entries, "copyWindow")) is not None:
+        with doc.part():
+            d.copy_window = doc.integer(n, "defaults.copyWindow", minimum=1)
+    if (n := _node(entries, "transferMin")) is not None:
+        with doc.part():
+            d.transfer_min = doc.integer(n, "defaults.transferMin", minimum=0)
     return d
 
 
@@ -540,6 +553,10 @@ def _script(doc: _Doc, index: int, item: Node, seen: dict[str, tuple[int, Node]]
             interval = defaults.interval
     if not timeout:
         timeout = defaults.timeout
+    copy_window = defaults.copy_window
+    if (n := _node(entries, "copyWindow")) is not None:
+        with doc.part():
+            copy_window = doc.integer(n, f"{where}: copyWindow", minimum=1)
     return ScriptConfig(
         name=name,
         script=body,
@@ -547,6 +564,7 @@ def _script(doc: _Doc, index: int, item: Node, seen: dict[str, tuple[int, Node]]
         schedule=schedule,
         timeout=timeout,
         line_offset=line_offset,
+        copy_window=copy_window,
     )
 
 

@@ -1,6 +1,6 @@
 """Running scripts in this process: `once` (each script one time) and the scheduler loop
-of `server`. Both call the same `run_script_locked` (regbot/scriptrun.py) that the Celery
-workers call."""
+of `server`. Both call the same `run_script_locked` (regbot/runner.py) that the Celery
+workers call, on the one Engine of the process."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from regbot.config import Config, ScriptConfig
+from regbot.config import ScriptConfig
 from regbot.copy.progress import ProgressListener
-from regbot.limits import Limits, store_from_url
+from regbot.engine import Engine
 from regbot.logs import get_logger, log_fields
-from regbot.runner import RunOptions, ScriptResult
+from regbot.runner import RunOptions, ScriptResult, run_script_locked
 from regbot.schedule import Schedule, every_schedule, parse_schedule
-from regbot.scriptrun import run_script_locked
 
 log = get_logger("regbot.embedded")
 
@@ -25,19 +24,19 @@ ProgressFor = Callable[[str], ProgressListener | None]
 
 
 def run_once(
-    config: Config,
+    engine: Engine,
     options: RunOptions,
     progress_for: ProgressFor | None = None,
     on_done: Callable[[ScriptResult], None] | None = None,
 ) -> list[ScriptResult]:
     """Each script once, `defaults.parallel` at a time; results in config order."""
-    limits = Limits(store_from_url(options.store_url))
+    config = engine.config
     with ThreadPoolExecutor(max_workers=config.defaults.parallel,
                             thread_name_prefix="script") as pool:
         futures = []
         for script in config.scripts:
             progress = progress_for(script.name) if progress_for else None
-            future = pool.submit(run_script_locked, script, config, options, limits=limits,
+            future = pool.submit(run_script_locked, engine, script, options,
                                  progress=progress)
             if on_done is not None:
                 future.add_done_callback(lambda f: on_done(f.result()))
@@ -58,16 +57,15 @@ class EmbeddedScheduler:
     """Runs each scheduled script when due, never starting one again while its previous
     run is still going (that run is skipped and logged, as the Go regbot's cron does)."""
 
-    def __init__(self, config: Config, options: RunOptions) -> None:
-        self.config = config
+    def __init__(self, engine: Engine, options: RunOptions) -> None:
+        self.engine = engine
+        self.config = engine.config
         self.options = options
         self.stop_event = threading.Event()
         self.results: list[ScriptResult] = []
-        # The same script lock as on a cluster (cheap here: the store is in this process).
-        self.limits = Limits(store_from_url(options.store_url))
         self._running: dict[str, Future] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=config.defaults.parallel,
+        self._pool = ThreadPoolExecutor(max_workers=self.config.defaults.parallel,
                                         thread_name_prefix="script")
 
     def _due_table(self, now: datetime) -> dict[str, tuple[ScriptConfig, Schedule, datetime]]:
@@ -109,8 +107,8 @@ class EmbeddedScheduler:
                 log_fields(log, logging.WARNING, "Skipping run, previous run still going", script=script.name)
                 return
             started = time.monotonic()
-            future = self._pool.submit(run_script_locked, script, self.config, self.options,
-                                       limits=self.limits, cancel=self.stop_event)
+            future = self._pool.submit(run_script_locked, self.engine, script, self.options,
+                                       cancel=self.stop_event)
             self._running[script.name] = future
         future.add_done_callback(lambda f, s=script.name: self._finished(s, f, started))
 

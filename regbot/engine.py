@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from regbot.client import RegClient
 from regbot.copy.executors import Executor, LocalExecutor
-from regbot.limits import Limits, embedded_store
+from regbot.limits import Limits
 from regbot.logs import add_secrets
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class Engine:
     @classmethod
     def embedded(cls, config: Config) -> Engine:
         """An engine for this process alone: limits in memory, copies on local threads."""
-        return cls(config, Limits(embedded_store()))
+        return cls(config, Limits.in_memory())
 
     def reconfigured(self, config: Config) -> Engine:
         """The engine for a reloaded config: this one when nothing changed, else a new

@@ -108,7 +108,7 @@ class ScriptTimeout(ScriptError):
 
 
 class LimitError(RegbotError):
-    """The store behind regbot/limits.py (Redis, or the embedded fakeredis) failed."""
+    """The store behind regbot/limits.py (Redis, or the embedded memory store) failed."""
 
 
 class LimitTimeout(LimitError):

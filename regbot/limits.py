@@ -1,15 +1,15 @@
 """All cluster-shared state of regbot: request slots, request rates, locks, blob claims.
 
-Everything lives in one Redis under one key prefix and changes only through the Lua scripts
-below or single atomic commands, so threads, processes and a whole Celery cluster agree.
-Embedded runs (no store URL) use this very code on an in-process fakeredis server.
+Everything lives in one store under one key prefix and changes only through its atomic
+operations (regbot/limitstore.py): Redis for a cluster, so threads, processes and a whole
+Celery cluster agree; process memory for an embedded run, with the same contract.
 
 - Holders are random owner tokens (uuid4): a release frees only what that token holds and
   can be repeated safely; acquire scripts are idempotent per token, so a command retried
   after a lost reply does not take a second slot.
 - Everything held is a lease with a TTL that a background thread of the holder renews; a
   holder that dies stops renewing and its slots, locks and claims expire on their own.
-- Times inside scripts come from the server (TIME), so hosts with skewed clocks agree.
+- On Redis, times come from the server (TIME), so hosts with skewed clocks agree.
 - Keys hold only host names, repository names, digests and script names, never credentials.
 """
 
@@ -33,15 +33,17 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from regbot.errors import LimitError, LimitTimeout
+from regbot.limitstore import LimitStore, MemoryStore, RedisStore, describe_client
 from regbot.types.ratelimit import RateLimit
 
 __all__ = [
     "BlobClaim",
+    "Keys",
     "LimitError",
     "LimitTimeout",
     "Limits",
     "Lock",
-    "embedded_store",
+    "describe_store",
     "store_from_url",
 ]
 
@@ -58,114 +60,14 @@ RATELIMIT_TTL = 6 * 3600  # registries count pulls over 6 h windows (RateLimit-L
 _POLL_MIN = 0.01
 _POLL_MAX = 0.2
 
-# --- Lua scripts -----------------------------------------------------------------------
-
-SEMAPHORE_ACQUIRE = """
--- KEYS[1]: semaphore, a sorted set of owner tokens scored by lease expiry (ms, server clock)
--- ARGV[1]: owner token  ARGV[2]: slot limit  ARGV[3]: lease in ms
--- Drops expired leases, then takes a slot if fewer than ARGV[2] are held. A token that
--- already holds a slot just gets a fresh lease (this is also the renewal).
--- Returns 1 when the token holds a slot, 0 when all slots are taken.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lease = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1])
-    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
-if redis.call('PTTL', KEYS[1]) < lease then
-  redis.call('PEXPIRE', KEYS[1], lease)
-end
-return 1
-"""
-
-RATE_RESERVE = """
--- KEYS[1]: theoretical arrival time of the next request (GCRA, µs, server clock)
--- ARGV[1]: emission interval in µs (1e6 / requests per second)
--- ARGV[2]: longest acceptable wait in µs, -1 for any
--- Reserves the next start time, one interval after the previous one (no burst), and
--- returns the µs to wait before starting (0: now). Returns -1 and reserves nothing when
--- the wait would exceed ARGV[2].
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then
-  tat = now
-end
-local wait = tat - now
-local longest = tonumber(ARGV[2])
-if longest >= 0 and wait > longest then
-  return -1
-end
-local after = tat + tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%d', after),
-           'PX', math.floor((after - now) / 1000) + 1000)
-return wait
-"""
-
-LOCK_ACQUIRE = """
--- KEYS[1]: lock key  ARGV[1]: owner token  ARGV[2]: ttl in ms
--- Takes a free lock; a lock the token already holds gets its ttl reset.
--- Returns 1 when the token holds the lock, else 0.
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if holder then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-LOCK_EXTEND = """
--- KEYS[1]: lock key  ARGV[1]: owner token  ARGV[2]: ttl in ms
--- Extend-to: the lease ends ARGV[2] ms from now, only while the token still holds it.
--- Returns 1 when extended, 0 when the lock is gone or held by another token.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-LOCK_RELEASE = """
--- KEYS[1]: lock key  ARGV[1]: owner token
--- Deletes the lock only while the token holds it. Returns 1 when deleted, else 0.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
 # --- stores ----------------------------------------------------------------------------
 
-_embedded: redis.Redis | None = None
-_embedded_guard = threading.Lock()
-
-
-def embedded_store() -> redis.Redis:
-    """The process-wide client on an in-process fakeredis server (embedded runs)."""
-    global _embedded
-    with _embedded_guard:
-        if _embedded is None:
-            import fakeredis  # only embedded runs pay for it
-
-            _embedded = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        return _embedded
-
-
-def store_from_url(url: str | None, *, retries: int = 6) -> redis.Redis:
-    """A client for `redis://…`/`rediss://…`/`unix://…`; None or "" gives embedded_store().
+def store_from_url(url: str, *, retries: int = 6) -> redis.Redis:
+    """A Redis client for `redis://…`/`rediss://…`/`unix://…`.
 
     Connection failures are retried with exponential backoff (about 5 s in all with the
     default `retries`), enough to ride out a Redis restart or a failover.
     """
-    if not url:
-        return embedded_store()
     return redis.Redis.from_url(
         url,
         socket_timeout=10,
@@ -177,23 +79,19 @@ def store_from_url(url: str | None, *, retries: int = 6) -> redis.Redis:
     )
 
 
-def describe_store(store: redis.Redis) -> str:
+def describe_store(store: redis.Redis | LimitStore) -> str:
     """Where a store lives, for messages: host, port and db only (never user or password)."""
-    pool = getattr(store, "connection_pool", None)
-    kwargs = getattr(pool, "connection_kwargs", {}) or {}
-    if "server" in kwargs:
-        return "embedded"
-    if kwargs.get("path"):
-        return f"unix:{kwargs['path']}"
-    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    if isinstance(store, redis.Redis):
+        return describe_client(store)
+    return store.where
 
 
 # --- keys ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Keys:
-    """Every key regbot uses, all under one prefix."""
+class Keys:
+    """Every Redis key regbot uses, all under one prefix: no other module builds one."""
 
     prefix: str
 
@@ -221,6 +119,30 @@ class _Keys:
     def once(self, key: str) -> str:
         return self._join("once", key)
 
+    def task_done(self, task_id: str) -> str:
+        """Set once a task succeeded, so a redelivery of it does nothing."""
+        return self.once(f"task-done:{task_id}")
+
+    def copy_cancel(self, copy_id: str) -> str:
+        """The stop signal of one copy's dispatched units."""
+        return self._join("cancel", "copy", copy_id)
+
+    def unit_events(self, listener: str) -> str:
+        """Where transfer tasks tell one waiting process about their units."""
+        return self._join("events", listener)
+
+    def run_stream(self, run_id: str) -> str:
+        """The log and progress stream of one `once` run on a cluster."""
+        return self._join("run", run_id)
+
+    def run_cancel(self, run_id: str) -> str:
+        """Set when `once` asks the scripts of its run to stop."""
+        return self._join("run", run_id, "cancel")
+
+    def beat_last_run(self, script: str) -> str:
+        """When the beat last sent a script (survives a beat restart)."""
+        return self._join("beat", "last", script)
+
 
 # --- public API ------------------------------------------------------------------------
 
@@ -239,30 +161,54 @@ class BlobClaim:
 
 
 class Limits:
-    """Cluster-wide slots, rates, locks and claims on one store; safe to share between threads."""
+    """Cluster-wide slots, rates, locks and claims on one store; safe to share between threads.
+
+    `store` is a Redis client (a cluster: every node on the same Redis) or a LimitStore
+    (`Limits.in_memory()`: an embedded run).
+    """
 
     def __init__(
-        self, store: redis.Redis, prefix: str = DEFAULT_PREFIX, *, lease: float = DEFAULT_LEASE,
-        claim_ttl: float = DEFAULT_CLAIM_TTL,
+        self, store: redis.Redis | LimitStore, prefix: str = DEFAULT_PREFIX, *,
+        lease: float = DEFAULT_LEASE, claim_ttl: float = DEFAULT_CLAIM_TTL,
     ) -> None:
         if lease <= 0 or claim_ttl <= 0:
             raise ValueError("lease and claim_ttl must be positive")
         self.prefix = prefix
-        self.keys = _Keys(prefix)
+        self.keys = Keys(prefix)
         self.lease = lease
         self.claim_ttl = claim_ttl
-        self._store = store
-        self._where = describe_store(store)
-        self._semaphore_script = store.register_script(SEMAPHORE_ACQUIRE)
-        self._rate_script = store.register_script(RATE_RESERVE)
-        self._acquire_script = store.register_script(LOCK_ACQUIRE)
-        self._extend_script = store.register_script(LOCK_EXTEND)
-        self._release_script = store.register_script(LOCK_RELEASE)
+        self._redis = store if isinstance(store, redis.Redis) else None
+        self._ops: LimitStore = RedisStore(store) if isinstance(store, redis.Redis) else store
+        self._where = self._ops.where
         self._renewer = _Renewer()
         self._wakeups = _Wakeups()
 
+    @classmethod
+    def in_memory(cls, **kwargs) -> Limits:
+        """Limits of this process alone (embedded runs)."""
+        return cls(MemoryStore(), **kwargs)
+
     def __repr__(self) -> str:
         return f"Limits(store={self._where!r}, prefix={self.prefix!r})"
+
+    @property
+    def store(self) -> redis.Redis:
+        """The Redis client under these limits, for the cluster's other shared records
+        (run streams, stop signals), always with keys from `keys`. LimitError when the
+        limits are in memory (an embedded run has no cluster records)."""
+        if self._redis is None:
+            raise LimitError("limits kept in memory have no Redis (embedded run)")
+        return self._redis
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes see these limits (a Redis store)."""
+        return self._redis is not None
+
+    @property
+    def where(self) -> str:
+        """Where the store lives, for messages (never a password)."""
+        return self._where
 
     # slots and rates
 
@@ -315,6 +261,10 @@ class Limits:
         finally:
             lock.release()
 
+    def is_locked(self, name: str) -> bool:
+        """Whether anyone holds the lock `name` now (a lapsed lease counts as free)."""
+        return self._call(self._ops.exists, self.keys.lock(name))
+
     def once_per(self, key: str, ttl: float) -> bool:
         """True for the first caller only until `ttl` seconds pass (one beat fires a
         scheduled run, not two: key like "beat:<script>:<scheduled timestamp>")."""
@@ -326,10 +276,22 @@ class Limits:
         """Keep the last RateLimit seen for `key` (a registry host) until its window resets."""
         ttl = rl.reset if rl.reset > 0 else RATELIMIT_TTL
         body = json.dumps(rl.to_dict(), separators=(",", ":"))
-        self._call(self._store.set, self.keys.ratelimit(key), body, ex=ttl)
+        self.put_record(self.keys.ratelimit(key), body, ttl)
+
+    def put_record(self, key: str, body: str, ttl: float) -> None:
+        """Keep `body` under `key` (from `keys`) for `ttl` seconds."""
+        self._call(self._ops.set, key, body, max(1, math.ceil(ttl)))
+
+    def get_record(self, key: str) -> bytes | None:
+        """What `put_record` kept under `key`, None once it expired."""
+        return self._call(self._ops.get, key)
+
+    def stored_keys(self) -> list[str]:
+        """Every key under this prefix that holds something now (tests, hygiene checks)."""
+        return self._call(self._ops.keys, f"{self.prefix}:*")
 
     def last_ratelimit(self, key: str) -> RateLimit | None:
-        raw = self._call(self._store.get, self.keys.ratelimit(key))
+        raw = self.get_record(self.keys.ratelimit(key))
         if raw is None:
             return None
         try:
@@ -386,9 +348,8 @@ class Limits:
         interval_us = max(1, round(1_000_000 / per_sec))
         remaining = deadline.remaining()
         longest_us = -1 if remaining is None else max(0, int(remaining * 1_000_000))
-        wait_us = self._call(
-            self._rate_script, keys=[self.keys.request_rate(host)], args=[interval_us, longest_us]
-        )
+        wait_us = self._call(self._ops.rate_reserve, self.keys.request_rate(host),
+                             interval_us, longest_us)
         if wait_us < 0:
             raise LimitTimeout(
                 f"request rate for {host}: no start free within {deadline.timeout:g}s"
@@ -398,24 +359,23 @@ class Limits:
             time.sleep(wait_us / 1_000_000)
 
     def _semaphore_acquire(self, key: str, token: str, limit: int) -> bool:
-        args = [token, limit, _ms(self.lease)]
-        return self._call(self._semaphore_script, keys=[key], args=args) == 1
+        return self._call(self._ops.semaphore_acquire, key, token, limit, _ms(self.lease))
 
     def _semaphore_release(self, key: str, token: str) -> None:
         try:
-            self._call(self._store.zrem, key, token)
+            self._call(self._ops.semaphore_release, key, token)
         except LimitError as exc:
             log.warning("%s; the slot frees itself within %gs", exc, self.lease)
         self._wakeups.notify(key)
 
     def _lock_acquire(self, key: str, token: str, ttl_ms: int) -> bool:
-        return self._call(self._acquire_script, keys=[key], args=[token, ttl_ms]) == 1
+        return self._call(self._ops.lock_acquire, key, token, ttl_ms)
 
     def _lock_extend(self, key: str, token: str, ttl_ms: int) -> bool:
-        return self._call(self._extend_script, keys=[key], args=[token, ttl_ms]) == 1
+        return self._call(self._ops.lock_extend, key, token, ttl_ms)
 
     def _lock_release(self, key: str, token: str) -> None:
-        self._call(self._release_script, keys=[key], args=[token])
+        self._call(self._ops.lock_release, key, token)
         self._wakeups.notify(key)
 
 
@@ -603,19 +563,24 @@ class _Renewer:
         self._jobs: dict[int, _Job] = {}
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
+        # When the thread will look again on its own: an added job due later than that
+        # needs no wake-up (most leases are released long before their first renewal).
+        self._wakes_at = 0.0
 
     def add(self, interval: float, renew: Callable[[], bool]) -> int:
         if self._pid != os.getpid():
             self._reset()  # forked: the parent's thread and leases stay with the parent
         with self._cond:
             job = next(self._ids)
-            self._jobs[job] = _Job(time.monotonic() + interval, interval, renew)
+            due = time.monotonic() + interval
+            self._jobs[job] = _Job(due, interval, renew)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="regbot-lease-renewer", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif due < self._wakes_at:
+                self._cond.notify()
             return job
 
     def remove(self, job: int) -> None:
@@ -628,6 +593,7 @@ class _Renewer:
                 while True:
                     if not self._jobs:
                         # Linger a while: starting a thread per short request is costly.
+                        self._wakes_at = time.monotonic() + RENEWER_IDLE_EXIT
                         if not self._cond.wait(RENEWER_IDLE_EXIT) and not self._jobs:
                             self._thread = None
                             return
@@ -636,7 +602,8 @@ class _Renewer:
                     due = [(job_id, job) for job_id, job in self._jobs.items() if job.due <= now]
                     if due:
                         break
-                    self._cond.wait(min(job.due for job in self._jobs.values()) - now)
+                    self._wakes_at = min(job.due for job in self._jobs.values())
+                    self._cond.wait(self._wakes_at - now)
                 for _, job in due:
                     job.due = now + job.interval
             for job_id, job in due:

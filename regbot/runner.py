@@ -1,7 +1,11 @@
-"""Run one script: build its client, run it in a fresh sandbox, report a ScriptResult.
+"""Run one script in a fresh sandbox on the process's Engine, and report a ScriptResult.
 
 `run_script` is a plain function with no global state, so the CLI (once/server) and the
-Celery worker task call it alike.
+Celery worker task call it alike. `run_script_locked` adds the script's cluster-wide lock:
+a script never runs twice at the same time anywhere. A run that arrives while another is
+going is not queued: it is skipped and logged (status "skipped"), as the Go regbot's
+server skips a cron tick whose previous run is still busy. The lock is a lease renewed by
+its holder; a holder that dies stops renewing and the lock frees itself within `lease`.
 """
 
 from __future__ import annotations
@@ -11,14 +15,14 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from regbot.client import RegClient
+from regbot.copy.executors import RunTag
 from regbot.errors import RegbotError, ScriptError, ScriptTimeout
-from regbot.limits import Limits, store_from_url
-from regbot.logs import TRACE, ScriptLogger, add_secrets, script_context
+from regbot.logs import TRACE, ScriptLogger, script_context
 from regbot.sandbox.runtime import Sandbox
 
 if TYPE_CHECKING:
     from regbot.config import Config, ScriptConfig
+    from regbot.engine import Engine
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -29,10 +33,17 @@ STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_SKIPPED, STATUS_CAN
 FAILED_STATUSES = (STATUS_FAILED, STATUS_TIMEOUT)
 
 
+SCRIPT_LOCK_LEASE = 60.0  # seconds a dead holder keeps a script locked
+
+
 @dataclass
 class RunOptions:
+    """How a run was asked for: `dry_run`, and on a cluster the `once` run (`run_id`)
+    that relays its log lines at `log_level`."""
+
     dry_run: bool = False
-    store_url: str | None = None
+    run_id: str = ""
+    log_level: int | None = None
 
 
 @dataclass
@@ -65,19 +76,6 @@ class ScriptResult:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def build_client(config: Config, options: RunOptions, limits: Limits | None = None) -> RegClient:
-    """A client for `config`; `limits` (a worker's shared one) defaults to a fresh Limits
-    on `options.store_url`."""
-    defaults = config.defaults
-    return RegClient(
-        list(config.creds),
-        limits=limits or Limits(store_from_url(options.store_url)),
-        user_agent=defaults.user_agent,
-        skip_docker_config=defaults.skip_docker_config,
-        blob_limit=defaults.blob_limit,
-    )
-
-
 def format_error(script: ScriptConfig, config: Config, exc: ScriptError) -> str:
     """`script 'name' line 12 (regbot.yml line 40): message` on one line."""
     text = str(exc)
@@ -89,35 +87,63 @@ def format_error(script: ScriptConfig, config: Config, exc: ScriptError) -> str:
     return " ".join(text.split())
 
 
-def run_script(
+def script_lock_name(script: str) -> str:
+    return f"script:{script}"
+
+
+def run_script_locked(
+    engine: Engine,
     script: ScriptConfig,
-    config: Config,
-    options: RunOptions,
-    progress: Any = None,
-    executor: Any = None,
+    options: RunOptions | None = None,
     *,
+    progress: Any = None,
+    cancel: threading.Event | None = None,
+    lease: float = SCRIPT_LOCK_LEASE,
+) -> ScriptResult:
+    """`run_script` while holding the script's lock in the engine's limits; a "skipped"
+    result when another run holds it."""
+    lock = engine.limits.lock(script_lock_name(script.name), ttl=lease)
+    if not lock.acquire():
+        ScriptLogger(script.name).warn("Skipping run, previous run still going")
+        return ScriptResult(name=script.name, status=STATUS_SKIPPED)
+    lock.keep_alive()
+    try:
+        return run_script(engine, script, options, progress=progress, cancel=cancel)
+    finally:
+        lock.release()
+
+
+def run_script(
+    engine: Engine,
+    script: ScriptConfig,
+    options: RunOptions | None = None,
+    *,
+    progress: Any = None,
     cancel: threading.Event | None = None,
 ) -> ScriptResult:
-    """Run `script` once and say how it went; never raises for a script's own failure.
+    """Run `script` once on `engine` and say how it went; never raises for a script's own
+    failure.
 
     `cancel`, when set from another thread, stops the script as its timeout would.
     """
+    options = options or RunOptions()
+    config = engine.config
     log = ScriptLogger(script.name)
-    add_secrets(_secrets(config))
     start = time.monotonic()
     result = ScriptResult(name=script.name, status=STATUS_OK)
     sandbox: Sandbox | None = None
     log.info("Starting script", dry_run=options.dry_run)
     try:
-        client = build_client(config, options)
         sandbox = Sandbox(
             script.name,
-            client,
+            engine.client,
             dry_run=options.dry_run,
             timeout=script.timeout,
             parallel=config.defaults.parallel,
             progress=progress,
-            executor=executor,
+            executor=engine.executor,
+            run_tag=RunTag(script.name, options.run_id, options.log_level),
+            copy_window=script.copy_window,
             logger=log,
             cancel=cancel,
         )
@@ -130,7 +156,7 @@ def run_script(
     except ScriptError as exc:
         result.status = STATUS_FAILED
         result.error = format_error(script, config, exc)
-    except RegbotError as exc:  # building the client, or the limits store
+    except RegbotError as exc:  # the sandbox could not be set up, or the limits store
         result.status = STATUS_FAILED
         result.error = f"script {script.name!r}: {' '.join(str(exc).split())}"
     except Exception as exc:
@@ -156,10 +182,3 @@ def _log_result(log: ScriptLogger, result: ScriptResult) -> None:
     else:
         log.error("Script failed", status=result.status, duration=result.duration,
                   error=result.error, **counts)
-
-
-def _secrets(config: Config) -> list[str]:
-    out = []
-    for host in config.creds:
-        out.extend([host.password, host.token, host.client_key])
-    return out

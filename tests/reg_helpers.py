@@ -7,7 +7,7 @@ from typing import Any
 
 from regbot.hosts import TLS_DISABLED, Host, HostTable
 from regbot.http.client import HTTPClient
-from regbot.limits import Limits, embedded_store
+from regbot.limits import Limits
 from regbot.scheme.reg import RegScheme
 from regbot.types.ref import Reference
 
@@ -16,7 +16,7 @@ USER_AGENT = "regbot-test/1.0"
 
 def make_limits() -> Limits:
     """Limits on the embedded store, under a prefix of their own."""
-    return Limits(embedded_store(), prefix=f"regtest-{uuid.uuid4().hex[:8]}")
+    return Limits.in_memory(prefix=f"regtest-{uuid.uuid4().hex[:8]}")
 
 
 def plain(name: str, **fields: Any) -> Host:

@@ -15,8 +15,11 @@ import fakeredis
 import pytest
 import redis
 
+from regbot.config import parse_config
+from regbot.engine import Engine
 from regbot.errors import LimitError, LimitTimeout, RegbotError
-from regbot.limits import Limits, embedded_store, store_from_url
+from regbot.limits import Limits, store_from_url
+from regbot.limitstore import MemoryStore, RedisStore
 from regbot.types.ratelimit import RateLimit
 from tests.support.registry import free_port
 
@@ -27,9 +30,13 @@ HOST = "registry.example.com:5000"
 # --- fixtures --------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
+@pytest.fixture(params=["memory", "fakeredis", "redis-server"])
 def store(request):
-    """A fresh fakeredis server, or the session's real redis-server."""
+    """What Limits is built on: the embedded memory store, a fresh fakeredis server, or
+    the session's real redis-server. Every behaviour below holds on all three."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
     if request.param == "fakeredis":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     else:
@@ -39,12 +46,18 @@ def store(request):
 
 
 @pytest.fixture
-def prefix(store):
+def ops(store):
+    """The store's atomic operations, the same interface for all three stores."""
+    return store if isinstance(store, MemoryStore) else RedisStore(store)
+
+
+@pytest.fixture
+def prefix(ops):
     """A prefix of this test's own; its keys are deleted afterwards (the real server is shared)."""
     name = f"t-{uuid.uuid4().hex[:12]}"
     yield name
-    for key in store.scan_iter(match=f"{name}:*"):
-        store.delete(key)
+    for key in ops.keys(f"{name}:*"):
+        ops.delete(key)
 
 
 @pytest.fixture
@@ -95,17 +108,15 @@ class Occupancy:
 # --- stores ----------------------------------------------------------------------------
 
 
-def test_embedded_store_is_one_per_process():
-    seen = []
-    run_threads(lambda i: seen.append(embedded_store()), 8)
-    assert all(s is seen[0] for s in seen)
-    assert store_from_url(None) is seen[0]
-    assert store_from_url("") is seen[0]
-    limits = Limits(store_from_url(None), f"t-{uuid.uuid4().hex[:8]}")
-    assert repr(limits).startswith("Limits(store='embedded'")
-    key = f"embedded-{uuid.uuid4().hex}"
-    assert limits.once_per(key, 5)
-    assert not Limits(embedded_store(), limits.prefix).once_per(key, 5)
+def test_in_memory_limits_belong_to_one_engine():
+    first, second = Limits.in_memory(), Limits.in_memory()
+    assert repr(first).startswith("Limits(store='embedded'") and not first.shared
+    assert first.once_per("k", 5) and not first.once_per("k", 5)
+    assert second.once_per("k", 5)  # nothing leaks from one in-memory store to another
+    with pytest.raises(LimitError, match="in memory"):
+        _ = first.store  # no cluster records without Redis
+    config = parse_config("version: 1\nscripts: []\n")
+    assert Engine.embedded(config).limits.shared is False
 
 
 def test_store_from_url_settings(redis_server):
@@ -414,11 +425,11 @@ def test_keep_alive(limits, monkeypatch):
     assert limits._renewer._thread is None  # the idle renewer thread exits after a while
 
 
-def test_keep_alive_stops_when_lock_lost(limits, store):
+def test_keep_alive_stops_when_lock_lost(limits, ops):
     a = limits.lock("beat", 0.3)
     assert a.acquire()
     a.keep_alive()
-    store.delete(limits.keys.lock("beat"))  # e.g. an operator cleared it
+    ops.delete(limits.keys.lock("beat"))  # e.g. an operator cleared it
     assert limits.lock("beat", 5).acquire()
     time.sleep(0.3)
     assert not a.held
@@ -518,7 +529,7 @@ def test_once_per(limits):
     assert limits.once_per(later, 0.25)  # the record expired
 
 
-def test_ratelimit_record_and_read(limits, store):
+def test_ratelimit_record_and_read(limits, ops):
     assert limits.last_ratelimit("registry-1.docker.io") is None
     rl = RateLimit.from_headers(
         {"RateLimit-Limit": "100;w=21600", "RateLimit-Remaining": "76;w=21600"}
@@ -527,22 +538,21 @@ def test_ratelimit_record_and_read(limits, store):
     got = limits.last_ratelimit("registry-1.docker.io")
     assert got == rl and got.set and got.remain == 76 and got.policies == ["100;w=21600"]
     key = limits.keys.ratelimit("registry-1.docker.io")
-    assert 6 * 3600 - 10 < store.ttl(key) <= 6 * 3600
+    assert 6 * 3600 - 10 < ops.ttl(key) <= 6 * 3600
 
     reset = RateLimit(set=True, limit=10, remain=0, reset=120)
     limits.record_ratelimit("ghcr.io", reset)
     assert limits.last_ratelimit("ghcr.io") == reset
-    assert 110 < store.ttl(limits.keys.ratelimit("ghcr.io")) <= 120
+    assert 110 < ops.ttl(limits.keys.ratelimit("ghcr.io")) <= 120
 
-    store.set(key, b"not json")
+    ops.set(key, "not json", 60)
     assert limits.last_ratelimit("registry-1.docker.io") is None
 
 
 # --- what is stored --------------------------------------------------------------------
 
 
-def test_keys_under_prefix_and_no_secrets(store, prefix):
-    before = set(store.keys("*"))
+def test_keys_under_prefix_and_no_secrets(store, ops, prefix):
     limits = Limits(store, prefix)
     password = "s3cret-Pa55"  # exists in the test only: nothing takes credentials
     lock = limits.lock("sync-images", 30)
@@ -551,31 +561,34 @@ def test_keys_under_prefix_and_no_secrets(store, prefix):
         with limits.blob_claim(f"{HOST}/library/alpine", DIGEST):
             limits.once_per("beat:sync-images:1714521600", 30)
             limits.record_ratelimit(HOST, RateLimit(set=True, limit=100, remain=5, policies=["100;w=21600"]))
-            new_keys = set(store.keys("*")) - before
-            values = {}
-            for key in new_keys:
-                kind = store.type(key)
-                assert store.pttl(key) > 0, f"{key!r} never expires"
-                if kind == b"zset":
-                    values[key] = store.zrange(key, 0, -1)
-                else:
-                    assert kind == b"string"
-                    values[key] = [store.get(key)]
-    assert {k.decode().split(":")[1] for k in new_keys} == {
+            held = limits.stored_keys()
+            assert held == ops.keys(f"{prefix}:*")
+            for key in held:
+                assert 0 < ops.ttl(key) < float("inf"), f"{key!r} never expires"
+                assert password not in key
+            if not isinstance(store, MemoryStore):  # what Redis holds under each key
+                values = {}
+                for key in held:
+                    kind = store.type(key)
+                    if kind == b"zset":
+                        values[key] = store.zrange(key, 0, -1)
+                    else:
+                        assert kind == b"string"
+                        values[key] = [store.get(key)]
+                for items in values.values():
+                    for item in items:
+                        assert password.encode() not in item
+                        assert (
+                            re.fullmatch(rb"[0-9a-f]{32}", item)  # owner token
+                            or re.fullmatch(rb"\d+", item)  # next start time (µs)
+                            or json.loads(item).keys() == RateLimit().to_dict().keys()
+                        ), item
+    assert all(key.startswith(prefix + ":") for key in held)
+    assert {k.split(":")[1] for k in held} == {
         "slots", "rate", "lock", "blob", "once", "ratelimit"
     }
-    for key, items in values.items():
-        assert key.startswith(prefix.encode() + b":")
-        assert password.encode() not in key
-        for item in items:
-            assert password.encode() not in item
-            assert (
-                re.fullmatch(rb"[0-9a-f]{32}", item)  # owner token
-                or re.fullmatch(rb"\d+", item)  # next start time (µs)
-                or json.loads(item).keys() == RateLimit().to_dict().keys()
-            ), item
     # released: slots, locks and claims are gone; only records that expire by design remain
-    left = {k.decode().split(":")[1] for k in set(store.keys("*")) - before}
+    left = {k.split(":")[1] for k in limits.stored_keys()}
     assert left == {"rate", "once", "ratelimit"}
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from regbot.config import Config, Defaults, ScriptConfig, parse_config
+from regbot.engine import Engine
 from regbot.hosts import Host
 from regbot.runner import RunOptions, ScriptResult, run_script
 from tests.sandbox_support import LogCapture
@@ -36,7 +37,7 @@ def test_ok_result_counts_and_serialises(registry, registry2, repo, logcap):
         tag.delete("{registry.host}/{repo}:old")
         log("done")
     """)
-    result = run_script(script, _config(registry, registry2, scripts=[script]), RunOptions())
+    result = run_script(Engine.embedded(_config(registry, registry2, scripts=[script])), script, RunOptions())
     assert result.status == "ok" and result.error == ""
     assert result.images_copied == 1
     assert result.blobs_copied == len(img.blobs)
@@ -50,7 +51,7 @@ def test_ok_result_counts_and_serialises(registry, registry2, repo, logcap):
     assert any(r["msg"] == "done" for r in lines)
     assert lines and all(r.get("script") == "copy and prune" for r in lines)
     # a second run of the same script transfers nothing
-    again = run_script(script, _config(registry, registry2, scripts=[script]), RunOptions())
+    again = run_script(Engine.embedded(_config(registry, registry2, scripts=[script])), script, RunOptions())
     assert again.status == "failed"  # the "old" tag is gone now
     assert again.images_copied == 0 and again.blobs_copied == 0
     assert "tag.delete" in again.error and "line 3" in again.error
@@ -69,7 +70,7 @@ scripts:
 """
     config = parse_config(text, source="conf/regbot.yml")
     script = config.scripts[0]
-    result = run_script(script, config, RunOptions())
+    result = run_script(Engine.embedded(config), script, RunOptions())
     assert result.status == "failed"
     assert "\n" not in result.error
     assert result.error.startswith("script 'broken' line 2 (conf/regbot.yml line 9): tag.ls: ")
@@ -81,12 +82,12 @@ scripts:
 
 def test_lua_error_and_timeout_statuses():
     script = ScriptConfig(name="err", script='local x = 1\nerror "Timed out waiting on rate limit"')
-    result = run_script(script, _config(scripts=[script]), RunOptions())
+    result = run_script(Engine.embedded(_config(scripts=[script])), script, RunOptions())
     assert (result.status, result.error) == (
         "failed", "script 'err' line 2: Timed out waiting on rate limit")
 
     loop = ScriptConfig(name="spin", script="while true do end", timeout=0.5)
-    result = run_script(loop, _config(scripts=[loop]), RunOptions())
+    result = run_script(Engine.embedded(_config(scripts=[loop])), loop, RunOptions())
     assert result.status == "timeout"
     assert result.error == "script 'spin': timed out after 500ms"
     assert 0.45 < result.duration < 1.5
@@ -95,12 +96,12 @@ def test_lua_error_and_timeout_statuses():
 def test_internal_errors_never_show_tracebacks(monkeypatch):
     cap = LogCapture("trace")
     try:
-        def explode(*_):
+        def explode(*_, **__):
             raise RuntimeError("unexpected\nstate")
 
-        monkeypatch.setattr("regbot.runner.build_client", explode)
+        monkeypatch.setattr("regbot.runner.Sandbox", explode)
         script = ScriptConfig(name="bad client", script="log('never')")
-        result = run_script(script, _config(scripts=[script]), RunOptions())
+        result = run_script(Engine.embedded(_config(scripts=[script])), script, RunOptions())
         assert result.status == "failed"
         assert result.error == "script 'bad client': internal error: RuntimeError: unexpected state"
         assert not cap.messages(msg="never")
@@ -118,7 +119,7 @@ def test_secrets_are_redacted_from_log_lines(auth_registry, logcap):
     cred = Host(name=auth_registry.host, tls="disabled", user="alice", password=secret)
     script = ScriptConfig(name="leaky", script=f'log("the password is {secret}")\n'
                                                f'tag.ls("{auth_registry.host}/x/y")')
-    result = run_script(script, _config(scripts=[script], creds=[cred]), RunOptions())
+    result = run_script(Engine.embedded(_config(scripts=[script], creds=[cred])), script, RunOptions())
     assert secret not in logcap.text
     assert any(r["msg"] == "the password is ***" for r in logcap.records)
     assert secret not in result.error
@@ -128,7 +129,7 @@ def test_dry_run_option_reaches_the_sandbox(registry, repo, logcap):
     img = im.build_image(seed=22)
     im.push_image(registry.host, repo, img, tag="keep")
     script = ScriptConfig(name="dry", script=f'tag.delete("{registry.host}/{repo}:keep")')
-    result = run_script(script, _config(registry, scripts=[script]), RunOptions(dry_run=True))
+    result = run_script(Engine.embedded(_config(registry, scripts=[script])), script, RunOptions(dry_run=True))
     assert result.status == "ok" and result.tags_deleted == 0
     assert im.list_tags(registry.host, repo) == ["keep"]
     assert logcap.messages(msg="Delete tag")[0]["dry-run"] is True
@@ -174,18 +175,19 @@ def test_quickstart_scripts_run_unchanged(fresh_registry, registry2, logcap):
     im.push_image(local.host, "regclient/example", new, tag="ci-003")
 
     config = parse_config(_quickstart_yaml(hub.host, local.host), source="regbot.yml")
+    engine = Engine.embedded(config)  # one per process, as in `once`
     assert [s.name for s in config.scripts] == [
         "mirror minor versions", "debian date stamped mirror", "delete old builds"]
 
     # a dry run first changes nothing
     before = {repo: sorted(im.list_tags(local.host, repo)) for repo in im.list_catalog(local.host)}
     for script in config.scripts:
-        result = run_script(script, config, RunOptions(dry_run=True))
+        result = run_script(engine, script, RunOptions(dry_run=True))
         assert result.status == "ok", result.error
     assert {repo: sorted(im.list_tags(local.host, repo))
             for repo in im.list_catalog(local.host)} == before
 
-    results = [run_script(script, config, RunOptions()) for script in config.scripts]
+    results = [run_script(engine, script, RunOptions()) for script in config.scripts]
     assert [r.status for r in results] == ["ok", "ok", "ok"], [r.error for r in results]
 
     # mirror minor versions: the three newest x.y tags of each image

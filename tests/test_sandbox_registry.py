@@ -12,7 +12,7 @@ import pytest
 from regbot.client import RegClient
 from regbot.errors import ScriptError, ScriptTimeout
 from regbot.hosts import Host
-from regbot.limits import Limits, embedded_store
+from regbot.limits import Limits
 from regbot.sandbox.runtime import Sandbox
 from tests.sandbox_support import LogCapture, client_for, run_lua
 from tests.support import images as im
@@ -387,7 +387,7 @@ def test_ratelimit_wait_bad_duration(registry, pushed):
 
 
 def test_heavy_calls_wait_for_a_parallel_slot(registry, pushed):
-    limits = Limits(embedded_store(), prefix=f"test-heavy-{uuid.uuid4().hex[:8]}")
+    limits = Limits.in_memory(prefix=f"test-heavy-{uuid.uuid4().hex[:8]}")
     client = RegClient([Host(name=registry.host, tls="disabled")], limits=limits)
     holding = threading.Event()
     release = threading.Event()

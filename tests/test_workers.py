@@ -32,18 +32,18 @@ from regbot.copy.errors import CopyCancelled
 from regbot.copy.executors import ExecContext
 from regbot.copy.progress import AggregatingListener, ProgressEvent, ProgressListener
 from regbot.copy.units import BlobUnit, ManifestUnit, UnitResult
+from regbot.engine import Engine
 from regbot.errors import ConfigError, DigestMismatch, LimitTimeout, NotFound, TransportError
 from regbot.limits import Limits
 from regbot.logs import add_secrets, clear_secrets, configure_logging, get_logger
-from regbot.runner import RunOptions, run_script
-from regbot.scriptrun import run_script_locked, script_lock_name
+from regbot.runner import RunOptions, run_script, run_script_locked, script_lock_name
 from regbot.types.ref import Reference
 from tests.support import images as im
 from tests.support.fronts import FaultFront
 from tests.support.registry import free_port
 from workers import context, jobs
 from workers.app import app_config, create_app
-from workers.executor import CeleryExecutor, UnitFailed, copy_cancel_key, rebuild_error
+from workers.executor import CeleryExecutor, UnitFailed, rebuild_error
 from workers.launcher import NodeOptions, worker_commands, worker_env
 from workers.logstream import RunFollower, RunStream, StreamProgress, relay_logs
 from workers.settings import (
@@ -223,14 +223,14 @@ def test_script_lock_skips_an_overlapping_run(limits, logcap):
     holder = limits.lock(script_lock_name("s1"), ttl=30)
     assert holder.acquire()
     try:
-        result = run_script_locked(script, config, RunOptions(), limits=limits)
+        result = run_script_locked(Engine(config, limits), script, RunOptions())
     finally:
         holder.release()
     assert result.status == "skipped" and result.ok and result.error == ""
     assert any(r["msg"] == "Skipping run, previous run still going" and r["script"] == "s1"
                for r in lines(logcap))
     # free again: the next run happens, and releases the lock when done
-    assert run_script_locked(script, config, RunOptions(), limits=limits).status == "ok"
+    assert run_script_locked(Engine(config, limits), script, RunOptions()).status == "ok"
     assert limits.lock(script_lock_name("s1"), ttl=1).acquire()
 
 
@@ -239,20 +239,20 @@ def test_script_lock_is_held_during_the_run_and_expires_with_a_dead_holder(limit
     script = config.scripts[0]
     results = []
     thread = threading.Thread(target=lambda: results.append(
-        run_script_locked(script, config, RunOptions(), limits=limits, lease=0.6)))
+        run_script_locked(Engine(config, limits), script, RunOptions(), lease=0.6)))
     thread.start()
     time.sleep(0.3)
     # a second run while the first goes (past its own lease: keep_alive renews it)
     time.sleep(0.5)
-    assert run_script_locked(script, config, RunOptions(), limits=limits).status == "skipped"
+    assert run_script_locked(Engine(config, limits), script, RunOptions()).status == "skipped"
     thread.join()
     assert results[0].status == "ok"
     # a holder that died (never renews): the lock frees itself after its lease
     dead = limits.lock(script_lock_name("s1"), ttl=0.4)
     assert dead.acquire()
-    assert run_script_locked(script, config, RunOptions(), limits=limits).status == "skipped"
+    assert run_script_locked(Engine(config, limits), script, RunOptions()).status == "skipped"
     time.sleep(0.5)
-    assert run_script_locked(script, config, RunOptions(), limits=limits).status == "ok"
+    assert run_script_locked(Engine(config, limits), script, RunOptions()).status == "ok"
 
 
 # --- the per-task guard ----------------------------------------------------------------------
@@ -260,19 +260,19 @@ def test_script_lock_is_held_during_the_run_and_expires_with_a_dead_holder(limit
 
 def test_task_guard_runs_one_delivery_at_a_time_and_only_until_done(limits, store):
     ran = []
-    with jobs.task_guard(limits, store, "t1", wait=False):
+    with jobs.task_guard(limits, "t1", wait=False):
         # a duplicate delivery while the first runs: scripts give up at once
-        with pytest.raises(jobs.Duplicate), jobs.task_guard(limits, store, "t1", wait=False):
+        with pytest.raises(jobs.Duplicate), jobs.task_guard(limits, "t1", wait=False):
             ran.append("dup")
         ran.append("first")
     # done: any later delivery does nothing
-    with pytest.raises(jobs.Duplicate), jobs.task_guard(limits, store, "t1", wait=True):
+    with pytest.raises(jobs.Duplicate), jobs.task_guard(limits, "t1", wait=True):
         ran.append("late")
     assert ran == ["first"]
     # a failed delivery is not "done": the next one runs
-    with pytest.raises(RuntimeError), jobs.task_guard(limits, store, "t2", wait=False):
+    with pytest.raises(RuntimeError), jobs.task_guard(limits, "t2", wait=False):
         raise RuntimeError("boom")
-    with jobs.task_guard(limits, store, "t2", wait=False):
+    with jobs.task_guard(limits, "t2", wait=False):
         ran.append("retry")
     assert ran == ["first", "retry"]
 
@@ -281,7 +281,7 @@ def test_task_guard_waits_for_a_live_holder_and_takes_over_from_a_dead_one(limit
     dead = limits.lock(jobs.task_guard_name("t3"), ttl=0.5)  # a holder that never renews
     assert dead.acquire()
     started = time.monotonic()
-    with jobs.task_guard(limits, store, "t3", wait=True, lease=0.5):
+    with jobs.task_guard(limits, "t3", wait=True, lease=0.5):
         waited = time.monotonic() - started
     assert 0.3 < waited < 3
 
@@ -405,7 +405,7 @@ def test_executor_sends_units_only_when_their_deps_are_done(store, seed):
     counter = AggregatingListener()
     from regbot.copy.progress import CompositeListener
 
-    executor = CeleryExecutor(cluster, store, script="s", max_in_flight=3)
+    executor = CeleryExecutor(cluster, Limits(store), max_in_flight=3, poll_fallback=0.01)
     results = executor.run(units, ExecContext(None, CompositeListener([counter, recorder])))
     assert cluster.violations == []
     assert [r.id for r in results] == [u.id for u in units]  # in the order of `units`
@@ -424,7 +424,7 @@ def test_executor_sends_units_only_when_their_deps_are_done(store, seed):
 def test_executor_first_failure_stops_the_copy_and_revokes_the_rest(store):
     cluster = FakeCluster(seed=3, fail="blob-0-5")  # the first unit sent
     recorder = Recorder()
-    executor = CeleryExecutor(cluster, store, script="s", max_in_flight=4)
+    executor = CeleryExecutor(cluster, Limits(store), max_in_flight=4, poll_fallback=0.01)
     with pytest.raises(NotFound, match="copy blob blob-0-5: gone") as err:
         executor.run(plan_units(), ExecContext(None, recorder))
     assert err.value.copy_unit == "blob-0-5"
@@ -451,7 +451,8 @@ def test_executor_honours_the_cancel_token(store):
         return original(task_id)
 
     cluster.get_task_meta = meta
-    executor = CeleryExecutor(cluster, store, cancel=token, max_in_flight=2)
+    executor = CeleryExecutor(cluster, Limits(store), cancel=token, max_in_flight=2,
+                              poll_fallback=0.01)
     with pytest.raises(CopyCancelled, match="script timed out"):
         executor.run(plan_units(), ExecContext(None))
     assert cluster.revoked and "index" not in cluster.sent
@@ -474,14 +475,14 @@ def test_failed_units_come_back_with_their_own_error_type():
 def test_celery_and_local_executors_copy_alike(eager_app, worker_ctx, store, registry, repo):
     index = im.build_index(("linux/amd64", "linux/arm64"), layers=3, seed=71)
     im.push_image(registry.host, repo, index, tag="v1")
-    client = worker_ctx.client()
+    client = worker_ctx.engine(eager_app).client
     src = Reference.parse(f"src.test/{repo}:v1")
     local = copy_image(client, src, Reference.parse(f"dst.test/{repo}-local:v1"),
                        CopyOptions(), executor=LocalExecutor())
     recorder = Recorder()
     celery = copy_image(client, src, Reference.parse(f"dst.test/{repo}-celery:v1"),
                         CopyOptions(), progress=recorder,
-                        executor=CeleryExecutor(eager_app, store, script="t"))
+                        executor=CeleryExecutor(eager_app, Limits(store)))
     assert celery.to_dict() == local.to_dict()
     assert celery.blobs_copied == 8 and celery.manifests == 3  # 2 x (config + 3 layers)
     host2 = worker_ctx.config().creds[1].hostname
@@ -494,7 +495,7 @@ def test_celery_and_local_executors_copy_alike(eager_app, worker_ctx, store, reg
     # a second copy finds everything there, through either executor
     again = copy_image(client, src, Reference.parse(f"dst.test/{repo}-celery:v1"),
                        CopyOptions(force_recursive=True),
-                       executor=CeleryExecutor(eager_app, store, script="t"))
+                       executor=CeleryExecutor(eager_app, Limits(store)))
     assert again.blobs_copied == 0 and again.blobs_skipped == 8
 
 
@@ -510,11 +511,11 @@ def test_a_failing_transfer_fails_with_the_units_error(eager_app, worker_ctx, st
                                                "message": "blob unknown"}]}).encode())
         path = Path(worker_ctx.config_path)
         path.write_text(path.read_text().replace(registry.host, front.host))
-        client = worker_ctx.client()
+        client = worker_ctx.engine(eager_app).client
         src = Reference.parse(f"src.test/{repo}:v1")
         errors = []
         for name, executor in (("local", LocalExecutor()),
-                               ("celery", CeleryExecutor(eager_app, store, script="t"))):
+                               ("celery", CeleryExecutor(eager_app, Limits(store)))):
             with pytest.raises(NotFound) as err:
                 copy_image(client, src, Reference.parse(f"dst.test/{repo}-{name}:v1"),
                            executor=executor)
@@ -528,11 +529,10 @@ def test_a_failing_transfer_fails_with_the_units_error(eager_app, worker_ctx, st
 def test_script_task_runs_under_the_lock_and_relays_to_once(eager_app, redis_worker_ctx,
                                                             registry, repo):
     worker_ctx = redis_worker_ctx
-    store = worker_ctx.store()
     img = im.build_image(seed=73, layers=3)
     im.push_image(registry.host, repo, img, tag="v1")
     set_script_repo(worker_ctx, repo)
-    stream = RunStream(store, "run1")
+    stream = RunStream(worker_ctx.limits(), "run1")
     result = eager_app.tasks[SCRIPT_TASK].apply_async(
         args=("copy",), kwargs={"run_id": "run1", "log_level": logging.DEBUG}).get()
     assert result["status"] == "ok", result
@@ -541,7 +541,7 @@ def test_script_task_runs_under_the_lock_and_relays_to_once(eager_app, redis_wor
     config = worker_ctx.config()
     script = config.script("copy")
     script.script = script.script.replace(f"{repo}-script", f"{repo}-embedded")
-    embedded = run_script(script, config, RunOptions())
+    embedded = run_script(Engine.embedded(config), script, RunOptions())
     assert {k: v for k, v in embedded.to_dict().items() if k != "duration"} == \
         {k: v for k, v in result.items() if k != "duration"}
     # what `once` reads back: the log lines (debug included) and the progress
@@ -570,37 +570,41 @@ def test_script_task_names_a_script_missing_from_the_workers_config(eager_app, w
 
 
 def test_transient_failures_are_retried_with_backoff(monkeypatch, worker_ctx):
-    monkeypatch.setattr(jobs, "RETRY_BASE", 0.01)
+    """The copy engine retries a unit (regbot/copy/execute.py); a transfer task gets the
+    same retries as an embedded copy."""
+    from regbot.copy import execute
+
+    monkeypatch.setattr(execute, "RETRY_BASE", 0.01)
     unit = BlobUnit("b1", "src.test/r@sha256:aa", "dst.test/r@sha256:aa",
                     descriptor={"digest": "sha256:aa", "size": 1})
     calls = []
 
-    def flaky(client, unit, **kw):
+    def flaky(client, unit, *args):
         calls.append(1)
         if len(calls) < 3:
             raise TransportError("dst.test", "connection reset")
         return UnitResult(unit.id, "blob", "copied", "sha256:aa", 1)
 
-    monkeypatch.setattr(jobs, "execute_unit", flaky)
+    monkeypatch.setattr(execute, "_execute_once", flaky)
     out = jobs.transfer_job(unit.to_dict(), "s", {}, task_id="x1", hostname="transfers@n")
     assert out["status"] == "copied" and out["hostname"] == "transfers@n" and len(calls) == 3
 
-    def always(client, unit, **kw):
+    def always(client, unit, *args):
         calls.append(1)
         raise TransportError("dst.test", "connection refused")
 
     calls.clear()
-    monkeypatch.setattr(jobs, "execute_unit", always)
+    monkeypatch.setattr(execute, "_execute_once", always)
     with pytest.raises(UnitFailed, match="connection refused") as err:
         jobs.transfer_job(unit.to_dict(), "s", {}, task_id="x2")
-    assert err.value.error_type == "TransportError" and len(calls) == jobs.TRANSFER_ATTEMPTS
+    assert err.value.error_type == "TransportError" and len(calls) == execute.UNIT_ATTEMPTS
 
-    def timeout(client, unit, **kw):
+    def timeout(client, unit, *args):
         calls.append(1)
         raise LimitTimeout("blob claim: still held")
 
     calls.clear()
-    monkeypatch.setattr(jobs, "execute_unit", timeout)
+    monkeypatch.setattr(execute, "_execute_once", timeout)
     with pytest.raises(UnitFailed):
         jobs.transfer_job(unit.to_dict(), "s", {}, task_id="x3")
     assert len(calls) == 1  # waiting longer is not what a retry is for
@@ -609,7 +613,7 @@ def test_transient_failures_are_retried_with_backoff(monkeypatch, worker_ctx):
 def test_transfer_stops_when_its_copy_is_cancelled(worker_ctx, store, monkeypatch):
     unit = BlobUnit("b1", "src.test/r@sha256:aa", "dst.test/r@sha256:aa",
                     descriptor={"digest": "sha256:aa", "size": 1})
-    store.set(copy_cancel_key("c1"), "blob b2 failed")
+    store.set(Limits(store).keys.copy_cancel("c1"), "blob b2 failed")
     with pytest.raises(UnitFailed, match="copy stopped: blob b2 failed") as err:
         jobs.transfer_job(unit.to_dict(), "s", {"copy_id": "c1"}, task_id="y1")
     assert err.value.error_type == "CopyCancelled"
@@ -622,7 +626,7 @@ def test_run_stream_relays_redacted_lines_and_progress(store):
     clear_secrets()
     add_secrets(["hunter2-secret"])
     try:
-        stream = RunStream(store, "abc")
+        stream = RunStream(Limits(store), "abc")
         log = get_logger("regbot.script")
         with relay_logs(stream, "s1", logging.DEBUG):
             log.debug("token is hunter2-secret", extra={"fields": {"script": "s1", "n": 3}})
@@ -706,8 +710,7 @@ def test_once_reports_a_script_whose_worker_died(store, monkeypatch):
     pending = {tid: (name, SimpleNamespace(id=tid, backend=backend, forget=lambda: None))
                for tid, name in (("alive", "s1"), ("dead", "s2"))}
     done = []
-    results = submit._wait(pending, RunFollower(RunStream(store, "r1")), limits, store,
-                           done.append)
+    results = submit._wait(pending, RunFollower(RunStream(limits, "r1")), limits, done.append)
     assert results["s1"].status == "ok"  # waited for: its guard was held all along
     assert results["s2"].status == "failed"
     assert results["s2"].error == "script 's2': the worker running it stopped before it finished"

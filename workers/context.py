@@ -1,9 +1,11 @@
-"""What a worker process knows: its settings, its config file, one Limits and one client.
+"""What a worker process knows: its settings, its config file and its one Engine.
 
 Every task reads the configuration and credentials here, from the node's own config file
 (`REGBOT_CONFIG`) and environment, never from a task message. The file is loaded again
-when it changes, so a new regbot.yml reaches the workers without a restart. Everything is
-built lazily, in the process that uses it (after the prefork pool has forked).
+when it changes, so a new regbot.yml reaches the workers without a restart: the engine is
+then rebuilt (a new client for the new hosts and credentials) on the same limits and
+executor. Everything is built lazily, in the process that uses it (after the prefork pool
+has forked).
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 
-from regbot.client import RegClient
 from regbot.config import Config, load_config
+from regbot.engine import Engine
 from regbot.errors import ConfigError
 from regbot.limits import Limits, store_from_url
 from regbot.logs import add_secrets
-from regbot.runner import build_client
 from workers.settings import (
     DEFAULT_BROKER,
     ENV_CONFIG,
@@ -27,6 +29,9 @@ from workers.settings import (
     ClusterSettings,
     env_float,
 )
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 @dataclass
@@ -40,7 +45,7 @@ class WorkerContext:
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _config: Config | None = field(default=None, repr=False)
     _config_stamp: tuple[int, int] | None = field(default=None, repr=False)
-    _client: RegClient | None = field(default=None, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
     _limits: Limits | None = field(default=None, repr=False)
     _store: redis.Redis | None = field(default=None, repr=False)
 
@@ -63,8 +68,8 @@ class WorkerContext:
         with self._guard:
             if self._config is None or stamp != self._config_stamp:
                 config = load_config(self.config_path)
-                add_secrets(_config_secrets(config) + self.settings.secrets())
-                self._config, self._config_stamp, self._client = config, stamp, None
+                add_secrets(config.secrets() + self.settings.secrets())
+                self._config, self._config_stamp = config, stamp
             return self._config
 
     def store(self) -> redis.Redis:
@@ -84,22 +89,26 @@ class WorkerContext:
                     self._limits = Limits(store)
             return self._limits
 
-    def client(self) -> RegClient:
-        """One client per config version, shared by the tasks of this process (its
-        connections and tokens are reused from one transfer to the next)."""
+    def engine(self, app: Celery | None = None) -> Engine:
+        """The process's engine for the current config file. Its executor sends copy units
+        as tasks of `app` (default: the worker's app), whichever app asks first."""
         config = self.config()
         limits = self.limits()
         with self._guard:
-            if self._client is None or self._config is not config:
-                from regbot.runner import RunOptions
+            if self._engine is None:
+                from workers.executor import CeleryExecutor
 
-                self._client = build_client(
-                    config, RunOptions(store_url=self.settings.redis_url), limits=limits)
-            return self._client
+                if app is None:
+                    from workers.app import worker_app
 
-
-def _config_secrets(config: Config) -> list[str]:
-    return [v for host in config.creds for v in (host.password, host.token, host.client_key)]
+                    app = worker_app()
+                executor = CeleryExecutor(app, limits,
+                                          transfer_min=config.defaults.transfer_min)
+                self._engine = Engine(config, limits, executor)
+            elif self._engine.config is not config:
+                self._engine = self._engine.reconfigured(config)
+                self._engine.executor.transfer_min = config.defaults.transfer_min
+            return self._engine
 
 
 _current: WorkerContext | None = None

@@ -1,25 +1,36 @@
-"""CeleryExecutor: runs the units of a copy plan as `regbot.transfer` tasks on the cluster.
+"""CeleryExecutor: the units of a copy plan on the cluster, large blobs on the nodes.
 
-It differs from regbot.copy's LocalExecutor only in how it fans out and waits: a unit is
-sent once all its deps have finished (a bounded number in flight, largest blobs first), and
-the executor polls their results. Progress comes back through the result backend (a
-started transfer is STARTED, a running one reports PROGRESS with the bytes sent, a finished
-one carries its UnitResult) and is replayed to the copy's listener, so counts and the live
-display are the same as for a local copy. On the first failure, or when the copy's cancel
-token fires (the script's timeout, `once` cancelled), nothing more is sent, queued units are
-revoked and running ones are told to stop through a Redis key they watch; the failure is
-raised with the unit's own error type and message.
+It differs from regbot.copy's LocalExecutor only in how it fans out and waits. Units run
+in the script's own process (on the engine's client) unless they are blobs of at least
+`transfer_min` bytes: those are first checked on the target here (a HEAD; present means
+done, nothing dispatched) and else sent as `regbot.transfer` tasks to queue `transfers`,
+where any node takes them. So a small image costs no round trip through the broker, and a
+large mirror's big layers spread over the nodes.
 
-The script task that calls this runs in the `scripts` pool and only waits: the transfers
-run in the separate `transfers` pool, so a node with one script slot never starves them.
+A sent unit reports back by notification (workers/notify.py): started, bytes sent,
+finished or failed, pushed to this process's events list and handed to the waiting copy
+at once; the result backend is read only as a fallback, every few seconds (a task
+revoked or expired before it ran, a notification lost). Progress is replayed to the
+copy's listener, so counts and the live display are the same as for a local copy. On the
+first failure, or when the copy's cancel token fires (the script's timeout, `once`
+cancelled), nothing more starts, queued units are revoked, running ones are told to stop
+through a Redis key they watch, and the failure is raised with the unit's own error type
+and message.
+
+The script task that calls this runs in the `scripts` pool: the transfers run in the
+separate `transfers` pool, so a node with one script slot never starves them.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import queue
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,25 +40,30 @@ from celery import Celery
 from celery.result import AsyncResult, EagerResult
 
 from regbot import errors as regbot_errors
+from regbot.config import DEFAULT_TRANSFER_MIN
 from regbot.copy.cancel import CancelToken
 from regbot.copy.errors import CopyCancelled, CopyError
-from regbot.copy.executors import ExecContext, ReadyQueue, topological_order
+from regbot.copy.execute import blob_present, execute_unit
+from regbot.copy.executors import (
+    ExecContext,
+    ReadyQueue,
+    RunTag,
+    UnitThreads,
+    topological_order,
+)
 from regbot.copy.progress import ProgressEvent, emit_result
-from regbot.copy.units import Unit, UnitResult
+from regbot.copy.units import STATUS_SKIPPED, BlobUnit, Unit, UnitResult
 from regbot.errors import RegbotError
+from regbot.limits import Limits
+from regbot.types.ref import Reference
+from workers.notify import UnitEvents
 from workers.settings import QUEUE_TRANSFERS, TRANSFER_TASK
 
 log = logging.getLogger("regbot.workers")
 
-CANCEL_PREFIX = "regbot:cancel:copy"
 CANCEL_TTL = 3600  # seconds the stop signal of a copy is kept
 STATE_PROGRESS = "PROGRESS"
-_POLL_MIN = 0.02
-_POLL_MAX = 0.25
-
-
-def copy_cancel_key(copy_id: str) -> str:
-    return f"{CANCEL_PREFIX}:{copy_id}"
+POLL_FALLBACK = 2.0  # seconds between two reads of the result backend for sent units
 
 
 class UnitFailed(Exception):
@@ -93,7 +109,7 @@ def rebuild_error(exc: BaseException | None, unit: Unit) -> RegbotError:
 
 
 @dataclass
-class _InFlight:
+class _Sent:
     unit: Unit
     result: AsyncResult
     started: bool = False
@@ -101,115 +117,80 @@ class _InFlight:
 
 
 class CeleryExecutor:
-    """Runs plan units as `regbot.transfer` tasks of `app`.
+    """Runs plan units in this process and, for large blobs, as `regbot.transfer` tasks
+    of `app`; one per process.
 
-    `store` (Redis) carries the stop signal to running units; `script`, `run_id` and
-    `log_level` travel with each unit so Flower and the logs name the script, and the
-    worker relays its lines to `once`. At most `max_in_flight` units are queued or running
-    at once (default: twice the copy's concurrency, at least 4), so one huge image does not
-    fill the transfers queue ahead of every other script.
+    `limits` (Redis) carries the notifications and the stop signal; the copy's RunTag
+    (script, run id, log level) travels with each sent unit so Flower and the logs name
+    the script, and the worker relays its lines to `once`. At most `max_in_flight` units
+    of one copy are sent and not finished at once (default: twice the copy's concurrency,
+    at least 4), so one huge image does not fill the transfers queue ahead of every other
+    script. `transfer_min` is regbot.yml's `defaults.transferMin`.
     """
 
     def __init__(
         self,
         app: Celery,
-        store: redis.Redis,
+        limits: Limits,
         *,
-        script: str = "",
-        run_id: str = "",
-        log_level: int | None = None,
         cancel: CancelToken | None = None,
         max_in_flight: int | None = None,
+        transfer_min: int = DEFAULT_TRANSFER_MIN,
+        poll_fallback: float = POLL_FALLBACK,
     ) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise CopyError(f"max_in_flight must be at least 1, not {max_in_flight}")
         self.app = app
-        self.store = store
-        self.script = script
-        self.run_id = run_id
-        self.log_level = log_level
+        self.limits = limits
         self.cancel = cancel
         self.max_in_flight = max_in_flight
+        self.transfer_min = transfer_min
+        self.poll_fallback = poll_fallback
+        self.events = UnitEvents(limits)
+        self._threads = UnitThreads()
+
+    @property
+    def threads(self) -> ThreadPoolExecutor:
+        return self._threads.pool
 
     def run(self, units: Sequence[Unit], ctx: ExecContext) -> list[UnitResult]:
         topological_order(units)  # validates ids, deps and acyclicity up front
         if not units:
             return []
-        token = CancelToken(parents=(ctx.cancel, self.cancel))
-        copy_id = uuid.uuid4().hex
-        limit = self.max_in_flight or max(4, 2 * ctx.concurrency)
-        ready = ReadyQueue(units)  # the LocalExecutor's order
-        results: dict[str, UnitResult] = {}
-        in_flight: dict[str, _InFlight] = {}
-        failure: RegbotError | None = None
-        pause = _POLL_MIN
-        try:
-            while (ready or in_flight) and failure is None:
-                if token.cancelled:
-                    failure = CopyCancelled(f"copy stopped before {len(units) - len(results)}"
-                                            f" of {len(units)} units ran: {token.reason}")
-                    break
-                while ready and len(in_flight) < limit:
-                    sent = self._send(ready.pop(), copy_id, token)
-                    in_flight[sent.result.id] = sent
-                changed = False
-                for task_id, item in list(in_flight.items()):
-                    state, info = task_state(item.result)
-                    if state in ("PENDING", "RECEIVED", "RETRY"):
-                        continue
-                    if state in ("STARTED", STATE_PROGRESS):
-                        changed |= self._replay_running(item, info, ctx)
-                        continue
-                    changed = True
-                    del in_flight[task_id]
-                    if state == "SUCCESS":
-                        result = UnitResult.from_dict(info)
-                        self._replay_done(item, result, ctx)
-                        results[item.unit.id] = result
-                        forget_result(item.result)
-                        ready.done(item.unit)
-                    else:
-                        failure = self._failed(item, state, info, ctx)
-                        forget_result(item.result)
-                        break
-                if changed:
-                    pause = _POLL_MIN
-                elif in_flight:
-                    time.sleep(pause)
-                    pause = min(pause * 2, _POLL_MAX)
-        finally:
-            if failure is not None or in_flight:
-                reason = str(failure) if failure is not None else (token.reason or "stopped")
-                self._stop(copy_id, list(in_flight.values()), reason)
-        if failure is not None:
-            raise failure
-        return [results[u.id] for u in units]
+        return _CopyRun(self, units, ctx).run()
+
+    def sends(self, unit: Unit, ctx: ExecContext) -> bool:
+        """Whether `unit` goes to the transfers queue (else it runs in this process)."""
+        if ctx.client is None:
+            return True  # nothing to run it with here
+        return isinstance(unit, BlobUnit) and unit.size >= self.transfer_min
 
     # --- sending and stopping ---
 
-    def _send(self, unit: Unit, copy_id: str, token: CancelToken) -> _InFlight:
+    def send(self, unit: Unit, copy_id: str, token: CancelToken, tag: RunTag) -> _Sent:
         left = token.remaining()
         deadline = None if left is None else time.time() + max(left, 0.0)
-        run = {"script": self.script, "run_id": self.run_id, "log_level": self.log_level,
-               "copy_id": copy_id, "deadline": deadline}
+        run = {"script": tag.script, "run_id": tag.run_id, "log_level": tag.log_level,
+               "copy_id": copy_id, "deadline": deadline, "notify": self.events.id}
         options: dict[str, Any] = {
             "queue": QUEUE_TRANSFERS,
             # What Flower and the worker's log show for the task: readable, never the
             # (possibly inline, base64) manifest body.
-            "argsrepr": repr((self.script, unit.kind, unit.src, unit.tgt, unit.digest,
+            "argsrepr": repr((tag.script, unit.kind, unit.src, unit.tgt, unit.digest,
                               unit.size)),
-            "kwargsrepr": repr({"run_id": self.run_id}),
+            "kwargsrepr": repr({"run_id": tag.run_id}),
         }
         if deadline is not None:
             options["expires"] = datetime.fromtimestamp(deadline, tz=UTC)
-        sig = self.app.signature(TRANSFER_TASK, args=(unit.to_dict(), self.script),
+        sig = self.app.signature(TRANSFER_TASK, args=(unit.to_dict(), tag.script),
                                  kwargs={"run": run}, **options)
-        return _InFlight(unit, sig.apply_async())
+        return _Sent(unit, sig.apply_async())
 
-    def _stop(self, copy_id: str, pending: list[_InFlight], reason: str) -> None:
+    def stop(self, copy_id: str, pending: list[_Sent], reason: str) -> None:
         """Tell running units to stop and revoke the queued ones (best effort)."""
         try:
-            self.store.set(copy_cancel_key(copy_id), reason[:500], ex=CANCEL_TTL)
+            self.limits.store.set(self.limits.keys.copy_cancel(copy_id), reason[:500],
+                                  ex=CANCEL_TTL)
         except redis.RedisError as exc:
             log.warning("cannot signal the transfers of a stopped copy to stop: %s", exc)
         ids = [item.result.id for item in pending]
@@ -221,36 +202,208 @@ class CeleryExecutor:
         for item in pending:
             forget_result(item.result)
 
-    # --- replaying progress ---
 
-    def _replay_running(self, item: _InFlight, info: Any, ctx: ExecContext) -> bool:
-        """Report what is new about a running unit; False when nothing is."""
-        news = False
-        if not item.started:
-            item.started = news = True
-            ctx.progress.started(ProgressEvent.for_unit(item.unit))
-        done = info.get("bytes_done") if isinstance(info, dict) else None
-        if isinstance(done, int) and done > item.bytes_done:
-            item.bytes_done, news = done, True
-            ctx.progress.bytes_done(ProgressEvent.for_unit(item.unit, bytes_done=done))
-        return news
+class _CopyRun:
+    """One `CeleryExecutor.run`: the units of one copy until all are done or one failed.
 
-    def _replay_done(self, item: _InFlight, result: UnitResult, ctx: ExecContext) -> None:
+    Everything that happens (a local unit or a target check ending, a sent unit's event)
+    arrives on one queue, read by the calling thread, which alone changes the state."""
+
+    def __init__(self, executor: CeleryExecutor, units: Sequence[Unit], ctx: ExecContext) -> None:
+        self.ex = executor
+        self.units = units
+        self.ctx = ctx
+        self.token = CancelToken(parents=(ctx.cancel, executor.cancel))
+        # Local units stop with this one: on a failure here, or with the copy.
+        self.local_token = CancelToken(parents=(self.token,))
+        self.copy_id = uuid.uuid4().hex
+        self.ready = ReadyQueue(units)  # the LocalExecutor's order
+        self.results: dict[str, UnitResult] = {}
+        self.inbox: queue.Queue = queue.Queue()
+        self.local: dict[str, Unit] = {}  # unit id -> unit running (or checked) here
+        self.checked: deque[Unit] = deque()  # absent from the target: to send
+        self.sent: dict[str, _Sent] = {}  # task id -> unit on the cluster
+        self.failure: RegbotError | None = None
+        self.local_limit = max(1, ctx.concurrency)
+        self.send_limit = executor.max_in_flight or max(4, 2 * ctx.concurrency)
+        self.subscribed = False
+        self.polled = time.monotonic()
+
+    def run(self) -> list[UnitResult]:
+        try:
+            while self.failure is None and (self.ready or self.local or self.sent
+                                            or self.checked):
+                if self.token.cancelled:
+                    self.failure = CopyCancelled(
+                        f"copy stopped before {len(self.units) - len(self.results)} of "
+                        f"{len(self.units)} units ran: {self.token.reason}")
+                    break
+                self._start()
+                self._take(self._next())
+                self._poll_backend()
+        except BaseException as exc:
+            if self.failure is None:
+                self.failure = exc if isinstance(exc, RegbotError) else None
+            self._wind_down(str(exc) or type(exc).__name__)
+            raise
+        self._wind_down(str(self.failure) if self.failure else "")
+        if self.failure is not None:
+            raise self.failure
+        return [self.results[u.id] for u in self.units]
+
+    # --- starting ---
+
+    def _start(self) -> None:
+        while self.ready and len(self.local) < self.local_limit:
+            unit = self.ready.pop()
+            self.local[unit.id] = unit
+            if self.ex.sends(unit, self.ctx) and self.ctx.client is not None:
+                self._submit(unit, "checked", self._check, unit)
+            elif self.ex.sends(unit, self.ctx):
+                del self.local[unit.id]
+                self.checked.append(unit)
+            else:
+                self._submit(unit, "local", execute_unit, self.ctx.client, unit,
+                             progress=self.ctx.progress, cancel=self.local_token,
+                             progress_interval=self.ctx.progress_interval)
+        while self.checked and len(self.sent) < self.send_limit:
+            if not self.subscribed:
+                self.ex.events.subscribe(self.copy_id, self.inbox)
+                self.subscribed = True
+            item = self.ex.send(self.checked.popleft(), self.copy_id, self.token, self.ctx.run)
+            self.sent[item.result.id] = item
+
+    def _submit(self, unit: Unit, kind: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+        # The caller's context (e.g. the script name logs carry) goes along.
+        future = self.ex.threads.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+        future.add_done_callback(lambda f: self.inbox.put((kind, unit, f)))
+
+    def _check(self, unit: Unit) -> bool:
+        """Whether the target already has the blob (then nothing is sent)."""
+        self.local_token.check(unit.describe())
+        return blob_present(self.ctx.client, Reference.parse(unit.tgt), unit.digest)
+
+    # --- what happened ---
+
+    def _next(self) -> Any:
+        wait = self.ex.poll_fallback if self.sent else 1.0
+        try:
+            return self.inbox.get(timeout=wait)
+        except queue.Empty:
+            return None
+
+    def _take(self, item: Any) -> None:
+        if item is None:
+            return
+        if isinstance(item, dict):
+            self._event(item)
+            return
+        kind, unit, future = item
+        del self.local[unit.id]
+        exc = future.exception()
+        if exc is not None:
+            self._fail(exc)
+        elif kind == "checked" and future.result():
+            progress = self.ctx.progress
+            progress.started(ProgressEvent.for_unit(unit))
+            progress.skipped(ProgressEvent.for_unit(unit))
+            self._done(unit, UnitResult(unit.id, unit.kind, STATUS_SKIPPED, unit.digest, 0))
+        elif kind == "checked":
+            self.checked.append(unit)
+        else:
+            self._done(unit, future.result())
+
+    def _event(self, event: dict[str, Any]) -> None:
+        item = self.sent.get(str(event.get("task", "")))
+        if item is None:
+            return  # a unit already settled (by the fallback read), or a stray
+        state = event.get("state")
+        if state == "STARTED":
+            self._replay_running(item, {})
+        elif state == STATE_PROGRESS:
+            self._replay_running(item, event)
+        elif state == "SUCCESS" and isinstance(event.get("result"), dict):
+            self._sent_done(item, UnitResult.from_dict(event["result"]))
+        elif state == "FAILURE":
+            failed = UnitFailed(str(event.get("error_type", "")), str(event.get("message", "")))
+            self._sent_failed(item, rebuild_error(failed, item.unit))
+
+    def _poll_backend(self) -> None:
+        """The fallback: the result backend's word on sent units, every poll_fallback s."""
+        if not self.sent or time.monotonic() - self.polled < self.ex.poll_fallback:
+            return
+        self.polled = time.monotonic()
+        for item in list(self.sent.values()):
+            state, info = task_state(item.result)
+            if state in ("PENDING", "RECEIVED", "RETRY"):
+                continue
+            if state in ("STARTED", STATE_PROGRESS):
+                self._replay_running(item, info if isinstance(info, dict) else {})
+            elif state == "SUCCESS" and isinstance(info, dict):
+                self._sent_done(item, UnitResult.from_dict(info))
+            elif state == "REVOKED":
+                self._sent_failed(item, CopyCancelled(
+                    f"{item.unit.describe()}: transfer revoked (expired or cancelled)"))
+            else:
+                self._sent_failed(item, rebuild_error(
+                    info if isinstance(info, BaseException) else None, item.unit))
+            if self.failure is not None:
+                return
+
+    # --- settling ---
+
+    def _done(self, unit: Unit, result: UnitResult) -> None:
+        self.results[unit.id] = result
+        self.ready.done(unit)
+
+    def _fail(self, exc: BaseException) -> None:
+        # Keep the first real failure; cancellations it caused come later.
+        if self.failure is None or (isinstance(self.failure, CopyCancelled)
+                                    and not isinstance(exc, CopyCancelled)):
+            self.failure = exc if isinstance(exc, RegbotError) else CopyError(
+                f"{type(exc).__name__}: {exc}")
+        self.local_token.cancel("stopped after a unit of the copy failed")
+
+    def _sent_done(self, item: _Sent, result: UnitResult) -> None:
+        del self.sent[item.result.id]
         if not item.started:
             item.started = True
-            ctx.progress.started(ProgressEvent.for_unit(item.unit))
-        emit_result(ctx.progress, item.unit, result)
+            self.ctx.progress.started(ProgressEvent.for_unit(item.unit))
+        emit_result(self.ctx.progress, item.unit, result)
+        forget_result(item.result)
+        self._done(item.unit, result)
 
-    def _failed(self, item: _InFlight, state: str, info: Any, ctx: ExecContext) -> RegbotError:
-        if state == "REVOKED":
-            err: RegbotError = CopyCancelled(f"{item.unit.describe()}: transfer revoked "
-                                             "(expired or cancelled)")
-        else:
-            err = rebuild_error(info if isinstance(info, BaseException) else None, item.unit)
+    def _sent_failed(self, item: _Sent, err: RegbotError) -> None:
+        del self.sent[item.result.id]
         if not item.started:
-            ctx.progress.started(ProgressEvent.for_unit(item.unit))
-        ctx.progress.failed(ProgressEvent.for_unit(item.unit, error=str(err)))
-        return err
+            self.ctx.progress.started(ProgressEvent.for_unit(item.unit))
+        self.ctx.progress.failed(ProgressEvent.for_unit(item.unit, error=str(err)))
+        forget_result(item.result)
+        self._fail(err)
+
+    def _replay_running(self, item: _Sent, info: dict[str, Any]) -> None:
+        if not item.started:
+            item.started = True
+            self.ctx.progress.started(ProgressEvent.for_unit(item.unit))
+        done = info.get("bytes_done")
+        if isinstance(done, int) and done > item.bytes_done:
+            item.bytes_done = done
+            self.ctx.progress.bytes_done(ProgressEvent.for_unit(item.unit, bytes_done=done))
+
+    def _wind_down(self, reason: str) -> None:
+        """Stop what still runs: revoke and signal the sent units, let local ones end."""
+        if self.sent:
+            self.ex.stop(self.copy_id, list(self.sent.values()),
+                         reason or self.token.reason or "stopped")
+            self.sent.clear()
+        if self.local:
+            self.local_token.cancel(reason or "copy stopped")
+            while self.local:  # they stop at their next chunk or request
+                item = self.inbox.get()
+                if isinstance(item, tuple):
+                    self.local.pop(item[1].id, None)
+        if self.subscribed:
+            self.ex.events.unsubscribe(self.copy_id)
 
 
 def task_state(result: AsyncResult) -> tuple[str, Any]:

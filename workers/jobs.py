@@ -2,10 +2,11 @@
 Celery's request and calls these.
 
 - `script_job`: one run of one script from the worker's own config, under the script's
-  cluster-wide lock (regbot/scriptrun.py), its image copies fanned out by a CeleryExecutor,
+  cluster-wide lock (regbot/runner.py), its image copies fanned out by a CeleryExecutor,
   its log lines and progress relayed to `once` when a run id came with it.
-- `transfer_job`: one copy unit (regbot.copy.execute_unit) with the worker's own client,
-  retried with backoff on transient failures, stopped when its copy is cancelled.
+- `transfer_job`: one copy unit (regbot.copy.execute_unit, which retries transient
+  failures as it does embedded) with the worker's own client, stopped when its copy is
+  cancelled.
 
 Both run under a per-task guard: deliveries of one task id never run at the same time
 (a broker may deliver a message again while the first delivery still runs, e.g. after the
@@ -15,9 +16,7 @@ holder's guard expires with its lease, so the next delivery does the work.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,25 +27,28 @@ import redis
 from celery import Celery
 
 from regbot.copy.cancel import CancelToken
-from regbot.copy.errors import CopyCancelled
 from regbot.copy.execute import execute_unit
 from regbot.copy.progress import ProgressEvent, ProgressListener
-from regbot.copy.units import Unit, UnitResult
-from regbot.errors import ConfigError, LimitError, LimitTimeout, RegbotError, TransportError
+from regbot.copy.units import Unit
+from regbot.errors import ConfigError, RegbotError
 from regbot.limits import Limits
 from regbot.logs import get_logger, log_fields, redact
-from regbot.runner import STATUS_FAILED, RunOptions, ScriptResult
-from regbot.scriptrun import SCRIPT_LOCK_LEASE, run_script_locked
+from regbot.runner import (
+    SCRIPT_LOCK_LEASE,
+    STATUS_FAILED,
+    RunOptions,
+    ScriptResult,
+    run_script_locked,
+)
 from workers import context
-from workers.executor import CeleryExecutor, UnitFailed, copy_cancel_key
+from workers.executor import STATE_PROGRESS, UnitFailed
 from workers.logstream import RunStream, StreamProgress, relay_logs, watch_cancel
+from workers.notify import publish
 
 log = get_logger("regbot.workers")
 
 TASK_LEASE = 60.0  # seconds a dead delivery keeps its task guard
 DONE_TTL = 6 * 3600  # seconds a finished task id is remembered (redeliveries come sooner)
-TRANSFER_ATTEMPTS = 3  # tries of a unit failing with a transient error
-RETRY_BASE = 2.0  # seconds before the second try; doubled each time
 CANCEL_CHECK_EVERY = 0.5  # seconds between two looks at a copy's stop signal
 
 
@@ -59,7 +61,7 @@ def task_guard_name(task_id: str) -> str:
 
 
 @contextmanager
-def task_guard(limits: Limits, store: redis.Redis, task_id: str, *, wait: bool,
+def task_guard(limits: Limits, task_id: str, *, wait: bool,
                lease: float = TASK_LEASE, timeout: float | None = None) -> Iterator[None]:
     """Run the body for one delivery of `task_id` at a time, and only until one succeeds.
 
@@ -69,12 +71,12 @@ def task_guard(limits: Limits, store: redis.Redis, task_id: str, *, wait: bool,
     if not lock.acquire(blocking=wait, timeout=timeout):
         raise Duplicate(task_id)
     lock.keep_alive()
-    done_key = limits.keys.once(f"task-done:{task_id}")
+    done_key = limits.keys.task_done(task_id)
     try:
-        if store.exists(done_key):
+        if limits.store.exists(done_key):
             raise Duplicate(task_id)
         yield
-        store.set(done_key, "1", ex=DONE_TTL)
+        limits.store.set(done_key, "1", ex=DONE_TTL)
     finally:
         lock.release()
 
@@ -95,21 +97,19 @@ def script_job(name: str, *, app: Celery, task_id: str, dry_run: bool = False,
         script = config.script(name)
     except KeyError:
         return _failed(name, f"script {name!r} is not in the worker's config {config.source}")
-    limits = ctx.limits()
-    store = ctx.store()
-    stream = RunStream(store, run_id) if run_id else None
+    engine = ctx.engine(app)
+    stream = RunStream(engine.limits, run_id) if run_id else None
     cancel = threading.Event()
-    executor = CeleryExecutor(app, store, script=name, run_id=run_id, log_level=log_level)
-    options = RunOptions(dry_run=dry_run, store_url=ctx.settings.redis_url)
-    with task_guard(limits, store, task_id, wait=False, lease=ctx.lease or TASK_LEASE), \
+    options = RunOptions(dry_run=dry_run, run_id=run_id, log_level=log_level)
+    with task_guard(engine.limits, task_id, wait=False, lease=ctx.lease or TASK_LEASE), \
             ExitStack() as stack:
         if stream is not None:
             stack.enter_context(relay_logs(stream, name, log_level))
             stack.enter_context(watch_cancel(stream, cancel))
         result = run_script_locked(
-            script, config, options, limits=limits,
+            engine, script, options,
             progress=StreamProgress(stream, name) if stream is not None else None,
-            executor=executor, cancel=cancel, lease=ctx.lease or SCRIPT_LOCK_LEASE)
+            cancel=cancel, lease=ctx.lease or SCRIPT_LOCK_LEASE)
     result.error = redact(result.error)
     return result.to_dict()
 
@@ -151,14 +151,19 @@ class RemoteCancelToken(CancelToken):
 
 
 class _Reporter(ProgressListener):
-    """Turns a unit's bytes_done events into task state updates (PROGRESS)."""
+    """Tells the waiting copy about a unit's bytes (workers/notify.py), and keeps the
+    task's state (PROGRESS) for Flower and the fallback read."""
 
-    def __init__(self, report: Callable[[int], None]) -> None:
+    def __init__(self, report: Callable[[int], None] | None,
+                 notify: Callable[[dict[str, Any]], None]) -> None:
         self._report = report
+        self._notify = notify
 
     def bytes_done(self, event: ProgressEvent) -> None:
+        self._notify({"state": STATE_PROGRESS, "bytes_done": event.bytes_done})
         try:
-            self._report(event.bytes_done)
+            if self._report is not None:
+                self._report(event.bytes_done)
         except Exception as exc:  # progress is a nicety, never a reason to fail
             log.debug("cannot report transfer progress: %s", exc)
 
@@ -170,47 +175,36 @@ def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
     is raised as UnitFailed carrying the regbot error type and its one-line message."""
     unit = Unit.from_dict(unit_data)
     ctx = context.current()
-    store = ctx.store()
-    limits = ctx.limits()
+    engine = ctx.engine()
+    limits = engine.limits
     deadline = run.get("deadline")
+    copy_id = str(run.get("copy_id") or "")
     token = RemoteCancelToken(
-        store, copy_cancel_key(str(run.get("copy_id") or "")) if run.get("copy_id") else "",
+        limits.store, limits.keys.copy_cancel(copy_id) if copy_id else "",
         deadline=None if deadline is None else time.monotonic() + (deadline - time.time()))
-    progress = _Reporter(report) if report is not None else None
+    listener = str(run.get("notify") or "")
+
+    def notify(event: dict[str, Any]) -> None:
+        publish(limits, listener, {"copy": copy_id, "task": task_id, **event})
+
+    progress = _Reporter(report, notify)
     run_id = str(run.get("run_id") or "")
     level = run.get("log_level")
     try:
-        with task_guard(limits, store, task_id, wait=True, lease=ctx.lease or TASK_LEASE,
+        with task_guard(limits, task_id, wait=True, lease=ctx.lease or TASK_LEASE,
                         timeout=token.remaining()), ExitStack() as stack:
+            notify({"state": "STARTED", "hostname": hostname})
             if run_id:
-                stack.enter_context(relay_logs(RunStream(store, run_id), script,
+                stack.enter_context(relay_logs(RunStream(limits, run_id), script,
                                                level if isinstance(level, int) else None))
-            result = _execute(ctx.client(), unit, progress, token, script)
+            result = execute_unit(engine.client, unit, progress=progress, cancel=token)
     except Duplicate:
         raise
     except RegbotError as exc:
-        raise UnitFailed.from_error(exc, redact(" ".join(str(exc).split()))) from None
-    return {**result.to_dict(), "hostname": hostname}
-
-
-def _execute(client: Any, unit: Unit, progress: ProgressListener | None,
-             token: CancelToken, script: str) -> UnitResult:
-    """execute_unit, tried again after transient failures (connection trouble and server
-    errors that outlasted the HTTP client's own retries, a Redis blip)."""
-    for attempt in itertools.count(1):
-        try:
-            return execute_unit(client, unit, progress=progress, cancel=token)
-        except CopyCancelled:
-            raise
-        except (TransportError, LimitError) as exc:
-            if isinstance(exc, LimitTimeout) or attempt >= TRANSFER_ATTEMPTS:
-                raise
-            delay = RETRY_BASE * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
-            log_fields(log, logging.WARNING, "Transfer failed, retrying", script=script,
-                       unit=unit.describe(), attempt=attempt, delay=round(delay, 1),
-                       error=" ".join(str(exc).split()))
-            end = time.monotonic() + delay
-            while time.monotonic() < end:
-                token.check(unit.describe())
-                time.sleep(min(0.2, max(0.0, end - time.monotonic())))
-    raise AssertionError("unreachable")
+        failed = UnitFailed.from_error(exc, redact(" ".join(str(exc).split())))
+        notify({"state": "FAILURE", "error_type": failed.error_type,
+                "message": failed.message})
+        raise failed from None
+    out = {**result.to_dict(), "hostname": hostname}
+    notify({"state": "SUCCESS", "result": out})
+    return out

@@ -3,7 +3,7 @@
 `once` makes a run id and passes it in every task's arguments. While a task of that run
 is going, its worker process sends each regbot log record (after the secret-redaction
 filter) and each copy progress event to a Redis stream named after the run
-(`regbot:run:<id>`); `once` reads the stream, prints the lines through its own logging (so
+(`<prefix>:run:<id>`, regbot/limits.py Keys); `once` reads the stream, prints the lines through its own logging (so
 they look as they do in an embedded run) and feeds the events to its progress display.
 The stream holds only what the log lines hold (names, references, digests, counts), is
 capped in length and expires a day after its last entry. `once` can also ask the run's
@@ -22,26 +22,26 @@ from typing import Any
 import redis
 
 from regbot.copy.progress import ProgressEvent, ProgressListener
+from regbot.limits import Limits
 from regbot.logs import ROOT, RedactFilter, ScriptFieldFilter, redact
 
 log = logging.getLogger("regbot.workers")
 
-STREAM_PREFIX = "regbot:run"
 STREAM_MAXLEN = 50_000  # entries kept per run (approximate trim)
 STREAM_TTL = 24 * 3600  # seconds a run's stream outlives its last entry
 PROGRESS_EVENTS = ("started", "bytes_done", "skipped", "mounted", "finished", "failed")
 
 
 class RunStream:
-    """The stream of one run id in `store` (a redis.Redis)."""
+    """The stream of one run id, in the Redis of `limits` under its key builder."""
 
-    def __init__(self, store: redis.Redis, run_id: str) -> None:
+    def __init__(self, limits: Limits, run_id: str) -> None:
         if not run_id or not run_id.replace("-", "").isalnum():
             raise ValueError(f"bad run id {run_id!r}")
-        self.store = store
+        self.store = limits.store
         self.run_id = run_id
-        self.key = f"{STREAM_PREFIX}:{run_id}"
-        self.cancel_key = f"{STREAM_PREFIX}:{run_id}:cancel"
+        self.key = limits.keys.run_stream(run_id)
+        self.cancel_key = limits.keys.run_cancel(run_id)
 
     # --- writing (workers) ---
 

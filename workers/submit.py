@@ -25,7 +25,8 @@ from kombu.exceptions import OperationalError
 
 from regbot.config import Config
 from regbot.copy.progress import ProgressListener
-from regbot.errors import RegbotError
+from regbot.engine import Engine
+from regbot.errors import LimitError, RegbotError
 from regbot.limits import Limits, store_from_url
 from regbot.logs import ROOT, add_secrets, get_logger, log_fields
 from regbot.runner import STATUS_FAILED, ScriptResult
@@ -76,10 +77,10 @@ def run_cluster_once(
     """Run every script of `config` once on the cluster; results in config order."""
     add_secrets(settings.secrets())
     app = create_app(settings)
-    store = check_cluster(settings, app)
-    limits = Limits(store)
+    engine = Engine(config, Limits(check_cluster(settings, app)))
+    limits = engine.limits
     run_id = uuid.uuid4().hex
-    stream = RunStream(store, run_id)
+    stream = RunStream(limits, run_id)
     follower = RunFollower(stream, progress_for)
     level = logging.getLogger(ROOT).getEffectiveLevel()
     pending: dict[str, tuple[str, AsyncResult]] = {}  # task id -> (script, result)
@@ -97,7 +98,7 @@ def run_cluster_once(
         log_fields(log, logging.DEBUG, "Scripts sent to the cluster", run=run_id,
                    scripts=len(pending), cluster=settings.describe())
         try:
-            results = _wait(pending, follower, limits, store, on_done)
+            results = _wait(pending, follower, limits, on_done)
         except (redis.RedisError, OperationalError) as exc:
             raise ClusterUnavailable(f"lost Redis at {sanitize(settings.redis_url)} while "
                                      f"waiting for the scripts: {_one_line(exc)}") from None
@@ -113,8 +114,7 @@ def run_cluster_once(
 
 
 def _wait(pending: dict[str, tuple[str, AsyncResult]], follower: RunFollower,
-          limits: Limits, store: redis.Redis,
-          on_done: Callable[[ScriptResult], None] | None) -> dict[str, ScriptResult]:
+          limits: Limits, on_done: Callable[[ScriptResult], None] | None) -> dict[str, ScriptResult]:
     results: dict[str, ScriptResult] = {}
     missing_since: dict[str, float] = {}
     started_at = time.monotonic()
@@ -128,7 +128,7 @@ def _wait(pending: dict[str, tuple[str, AsyncResult]], follower: RunFollower,
                 continue
             anyone_started = True
             if state in ("STARTED", "RETRY"):
-                if _lost(task_id, limits, store, missing_since):
+                if _lost(task_id, limits, missing_since):
                     done = ScriptResult(name=name, status=STATUS_FAILED,
                                         error=f"script {name!r}: the worker running it "
                                               "stopped before it finished")
@@ -154,12 +154,11 @@ def _wait(pending: dict[str, tuple[str, AsyncResult]], follower: RunFollower,
     return results
 
 
-def _lost(task_id: str, limits: Limits, store: redis.Redis,
-          missing_since: dict[str, float]) -> bool:
+def _lost(task_id: str, limits: Limits, missing_since: dict[str, float]) -> bool:
     """True once a started task's guard has been missing for LOST_GRACE seconds."""
     try:
-        alive = bool(store.exists(limits.keys.lock(task_guard_name(task_id))))
-    except redis.RedisError:
+        alive = limits.is_locked(task_guard_name(task_id))
+    except LimitError:
         return False
     if alive:
         missing_since.pop(task_id, None)

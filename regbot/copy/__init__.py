@@ -10,6 +10,7 @@ from regbot.copy.executors import (
     ExecContext,
     Executor,
     LocalExecutor,
+    RunTag,
     SequentialExecutor,
     topological_order,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Plan",
     "ProgressEvent",
     "ProgressListener",
+    "RunTag",
     "SequentialExecutor",
     "TagUnit",
     "Unit",

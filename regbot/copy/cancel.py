@@ -68,3 +68,14 @@ class CancelToken:
             lefts.append(self.deadline - time.monotonic())
         known = [t for t in lefts if t is not None]
         return min(known) if known else None
+
+    def sleep(self, seconds: float, what: str) -> None:
+        """Wait `seconds`, raising CopyCancelled naming `what` as soon as cancelled."""
+        end = time.monotonic() + seconds
+        while True:
+            self.check(what)
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            # Own event wakes at once; parents and remote signals are looked at often.
+            self.event.wait(min(0.2, left))

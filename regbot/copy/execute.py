@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import random
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -20,7 +22,14 @@ from regbot.copy.units import (
     Unit,
     UnitResult,
 )
-from regbot.errors import DigestMismatch, RegbotError, RegistryError
+from regbot.errors import (
+    DigestMismatch,
+    LimitError,
+    LimitTimeout,
+    RegbotError,
+    RegistryError,
+    TransportError,
+)
 from regbot.scheme.base import BlobReader
 from regbot.types.descriptor import Descriptor, digest_of
 from regbot.types.manifest import Manifest
@@ -32,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("regbot.copy")
 
 DEFAULT_PROGRESS_INTERVAL = 0.5  # seconds between two bytes_done events of one blob
+UNIT_ATTEMPTS = 3  # tries of a unit failing with a transient error
+RETRY_BASE = 2.0  # seconds before the second try; doubled each time
 
 
 def execute_unit(
@@ -41,14 +52,37 @@ def execute_unit(
     progress: ProgressListener | None = None,
     cancel: CancelToken | None = None,
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+    attempts: int = UNIT_ATTEMPTS,
+    retry_base: float = RETRY_BASE,
 ) -> UnitResult:
     """Run `unit` against `client`; report to `progress`; stop early when `cancel` is set.
 
-    Failures are raised as the RegbotError they are (DigestMismatch, NotFound, ...), with
-    the message prefixed by what the unit was doing; anything else becomes a CopyError.
+    A transient failure (connection trouble or server errors that outlasted the HTTP
+    client's own retries, a blip of the limits store) is tried again, up to `attempts`
+    tries with jittered doubling pauses from `retry_base` seconds: every executor, local
+    or on workers, retries a unit the same way. Failures are raised as the RegbotError
+    they are (DigestMismatch, NotFound, ...), with the message prefixed by what the unit
+    was doing; anything else becomes a CopyError.
     """
     progress = progress or ProgressListener()
     cancel = cancel or CancelToken()
+    for attempt in itertools.count(1):
+        try:
+            return _execute_once(client, unit, progress, cancel, progress_interval)
+        except CopyCancelled:
+            raise
+        except (TransportError, LimitError) as exc:
+            if isinstance(exc, LimitTimeout) or attempt >= attempts:
+                raise
+            delay = retry_base * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
+            log.warning("%s failed, retrying in %.1fs (attempt %d of %d): %s",
+                        unit.describe(), delay, attempt, attempts, " ".join(str(exc).split()))
+            cancel.sleep(delay, unit.describe())
+    raise AssertionError("unreachable")
+
+
+def _execute_once(client: RegClient, unit: Unit, progress: ProgressListener,
+                  cancel: CancelToken, progress_interval: float) -> UnitResult:
     cancel.check(unit.describe())
     progress.started(ProgressEvent.for_unit(unit))
     try:
@@ -110,12 +144,12 @@ def _run_blob(
             progress.finished(event)
         return UnitResult(unit.id, unit.kind, status, digest, sent)
 
-    if _blob_present(client, tgt, digest):
+    if blob_present(client, tgt, digest):
         return done(STATUS_SKIPPED)
     # One transfer of a digest into a repository at a time, across threads, scripts and
     # nodes: whoever waited re-checks and usually finds the blob there.
     with _claim(client, tgt, digest, cancel) as claim:
-        if claim.waited and _blob_present(client, tgt, digest):
+        if claim.waited and blob_present(client, tgt, digest):
             return done(STATUS_SKIPPED)
         cancel.check(unit.describe())
         if src.scheme == tgt.scheme and src.host_key == tgt.host_key:
@@ -146,7 +180,8 @@ def _claim(client: RegClient, tgt: Reference, digest: str, cancel: CancelToken):
     return client.limits.blob_claim(tgt.name, digest, timeout=max(left, 0.001))
 
 
-def _blob_present(client: RegClient, tgt: Reference, digest: str) -> bool:
+def blob_present(client: RegClient, tgt: Reference, digest: str) -> bool:
+    """Whether the target repository has the blob (a HEAD; doubt counts as absent)."""
     try:
         client.blob_head(tgt, digest)
     except RegistryError as exc:

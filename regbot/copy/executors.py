@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import heapq
+import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -24,6 +25,20 @@ if TYPE_CHECKING:
     from regbot.client import RegClient
 
 DEFAULT_CONCURRENCY = 4  # when neither side is a registry with its own setting
+# Threads an executor may keep for the units of all the copies it runs at once; each copy
+# still runs at most its own concurrency of them (request slots bound the real load).
+MAX_THREADS = 64
+
+
+@dataclass(frozen=True)
+class RunTag:
+    """Whom a copy runs for: the script, and on a cluster the `once` run (`run_id`) that
+    relays its log lines at `log_level`. Executors that send units elsewhere label them
+    with it; it never holds a secret."""
+
+    script: str = ""
+    run_id: str = ""
+    log_level: int | None = None
 
 
 @dataclass
@@ -36,10 +51,16 @@ class ExecContext:
     cancel: CancelToken = field(default_factory=CancelToken)
     concurrency: int = DEFAULT_CONCURRENCY
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    run: RunTag = field(default_factory=RunTag)
 
 
 class Executor(Protocol):
     cancel: CancelToken | None
+
+    @property
+    def threads(self) -> ThreadPoolExecutor | None:
+        """Threads of this process the executor works on, which planning may share
+        (None: planning makes its own)."""
 
     def run(self, units: Sequence[Unit], ctx: ExecContext) -> list[UnitResult]:
         """Run every unit once its deps are done; raise the first failure (the rest are
@@ -113,8 +134,27 @@ class ReadyQueue:
         heapq.heappush(self._heap, (key, position))
 
 
+class UnitThreads:
+    """Threads of this process for copy units, made on first use and kept: one set per
+    executor, shared by the copies it runs at once (each within its own concurrency)."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._guard = threading.Lock()
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        with self._guard:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=MAX_THREADS,
+                                                thread_name_prefix="regbot-copy")
+            return self._pool
+
+
 class SequentialExecutor:
     """Runs the units one by one in the calling thread (a reference and a debugging aid)."""
+
+    threads = None
 
     def __init__(self, cancel: CancelToken | None = None) -> None:
         self.cancel = cancel
@@ -132,12 +172,13 @@ class SequentialExecutor:
 
 
 class LocalExecutor:
-    """A bounded thread pool in this process.
+    """Units on threads of this process, kept from one copy to the next.
 
-    Size: `max_workers` when given, else the context's concurrency (the target host's
-    request concurrency). Ready units start largest blob first, so long transfers
-    overlap the many small ones. On the first failure no new unit starts, running ones
-    stop at their next chunk, and that first failure is raised.
+    A copy runs at most `max_workers` units at once when given, else the context's
+    concurrency (the target host's request concurrency); copies running at the same time
+    share the threads. Ready units start largest blob first, so long transfers overlap
+    the many small ones. On the first failure no new unit starts, running ones stop at
+    their next chunk, and that first failure is raised.
     """
 
     def __init__(self, max_workers: int | None = None, cancel: CancelToken | None = None) -> None:
@@ -145,6 +186,11 @@ class LocalExecutor:
             raise CopyError(f"max_workers must be at least 1, not {max_workers}")
         self.max_workers = max_workers
         self.cancel = cancel
+        self._threads = UnitThreads()
+
+    @property
+    def threads(self) -> ThreadPoolExecutor:
+        return self._threads.pool
 
     def run(self, units: Sequence[Unit], ctx: ExecContext) -> list[UnitResult]:
         if ctx.client is None:
@@ -158,7 +204,8 @@ class LocalExecutor:
         results: dict[str, UnitResult] = {}
         first_error: BaseException | None = None
         running: dict[Future[UnitResult], Unit] = {}
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="regbot-copy") as pool:
+        pool = self.threads
+        try:
             while ready or running:
                 while ready and len(running) < workers and first_error is None \
                         and not token.cancelled:
@@ -183,6 +230,12 @@ class LocalExecutor:
                         continue
                     results[unit.id] = fut.result()
                     ready.done(unit)
+        except BaseException:
+            # Interrupted while waiting: the started units stop at their next chunk, and
+            # none outlives the copy that started it.
+            token.cancel("copy interrupted")
+            wait(running)
+            raise
         if first_error is not None:
             raise first_error
         if len(results) != len(units):

@@ -15,8 +15,8 @@ Differences kept on purpose: a referrer is pushed after its subject, and a tag i
 last (the manifest goes by digest first when referrers or digest tags hang off it), so an
 interrupted copy never leaves a tag, or a referrer, ahead of what it points to.
 
-I/O (HEADs, manifest GETs, referrer lists) of one level runs in parallel on a small pool;
-the walk and the unit list are built in the calling thread.
+I/O (HEADs, manifest GETs, referrer lists) of one level runs in parallel on the executor's
+threads; the walk and the unit list are built in the calling thread.
 """
 
 from __future__ import annotations
@@ -114,15 +114,20 @@ def build_plan(
     *,
     concurrency: int = 4,
     cancel: CancelToken | None = None,
+    threads: ThreadPoolExecutor | None = None,
 ) -> Plan:
-    """Read what is needed from source and target and return the plan (nothing written)."""
+    """Read what is needed from source and target and return the plan (nothing written).
+
+    The reads of one level run on `threads` (the executor's, kept by the process), else
+    on `concurrency` threads made for this plan."""
     options = options or CopyOptions()
     cancel = cancel or CancelToken()
     try:
+        if threads is not None:
+            return _Planner(client, options, threads, cancel).plan(src, tgt)
         with ThreadPoolExecutor(max_workers=max(1, concurrency),
                                 thread_name_prefix="regbot-plan") as pool:
-            planner = _Planner(client, options, pool, cancel)
-            return planner.plan(src, tgt)
+            return _Planner(client, options, pool, cancel).plan(src, tgt)
     except RegbotError as exc:
         if not getattr(exc, "copy_unit", None) and not getattr(exc, "copy_plan", False):
             exc.copy_plan = True  # type: ignore[attr-defined]

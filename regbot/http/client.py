@@ -31,7 +31,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from regbot.errors import RegistryError, TooLarge, TransportError
-from regbot.hosts import TLS_DISABLED, TLS_INSECURE, Host, HostTable
+from regbot.hosts import TLS_DISABLED, TLS_ENABLED, TLS_INSECURE, Host, HostTable
 from regbot.http.auth import Authenticator, Reply, TokenCall, is_local, repository_scope
 
 log = logging.getLogger(__name__)
@@ -499,10 +499,13 @@ class HTTPClient:
             sent = dict(headers)
             if authorization and urlsplit(url).netloc == auth_netloc:
                 sent["Authorization"] = authorization
+            elsewhere = urlsplit(url).netloc != urlsplit(call.url).netloc
             resp = session.request(
                 method, url, headers=sent, data=data, stream=True,
                 allow_redirects=False, timeout=self.timeout,
-                verify=host.tls != TLS_INSECURE,
+                verify=session.verify if host.tls != TLS_INSECURE else False,
+                # a redirect to another host (blob storage) gets that host's proxy
+                proxies=requests.utils.get_environ_proxies(url) if elsewhere else None,
             )
             log.debug("%s %s -> %d", method, _safe_url(url), resp.status_code)
             location = resp.headers.get("Location")
@@ -580,6 +583,13 @@ class HTTPClient:
             context = self._ssl_context(host)
         session = requests.Session()
         session.auth = _no_auth
+        # The environment (proxies, CA bundle) is read once per host here, not by requests
+        # on every call: that lookup walked os.environ for each request.
+        session.trust_env = False
+        session.proxies = requests.utils.get_environ_proxies(host.base_url)
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle and host.tls == TLS_ENABLED:
+            session.verify = bundle
         adapter = _TLSAdapter(
             context, pool_connections=4, pool_maxsize=max(host.concurrency, 1), max_retries=0
         )

@@ -130,8 +130,6 @@ def copy_options(sb: Sandbox, value: Any) -> Any:
 
 
 def copy(sb: Sandbox, src_value: Any, tgt_value: Any, opts_value: Any) -> None:
-    from regbot.copy import copy_image
-
     src = as_reference(sb, src_value, "image.copy source")
     tgt = as_reference(sb, tgt_value, "image.copy target")
     options = copy_options(sb, opts_value)
@@ -149,22 +147,28 @@ def copy(sb: Sandbox, src_value: Any, tgt_value: Any, opts_value: Any) -> None:
     if sb.dry_run:
         sb.log.info("Copy image", **fields, dry_run=True)
         return
-    with sb.heavy_slot():
-        sb.log.info("Copy image", **fields, dry_run=False)
-        result = copy_image(sb.client, src, tgt, options, executor=sb.executor,
-                            progress=sb.progress, cancel=sb.cancel_token())
-    stats = sb.stats
-    if not result.skipped:
-        stats.images_copied += 1
-    stats.blobs_copied += result.blobs_copied
-    stats.blobs_skipped += result.blobs_skipped
-    stats.blobs_mounted += result.blobs_mounted
-    stats.bytes_copied += result.bytes_copied
+    line = sb.current_line()
+    sb.log.info("Copy image", **fields, dry_run=False)
+    # Returns once the copy is started: regbot/sandbox/copies.py keeps what the script
+    # sees as if it had ended here.
+    sb.copies.start(src, tgt, line, lambda: _copy_now(sb, src, tgt, options))
+
+
+def _copy_now(sb: Sandbox, src: Reference, tgt: Reference, options: Any) -> None:
+    """One copy, on a thread of the run's copy window."""
+    from regbot.copy import copy_image
+
+    result = copy_image(sb.engine_client, src, tgt, options, executor=sb.executor,
+                        progress=sb.progress, cancel=sb.cancel_token(), run=sb.run_tag)
+    sb.count(images_copied=0 if result.skipped else 1, blobs_copied=result.blobs_copied,
+             blobs_skipped=result.blobs_skipped, blobs_mounted=result.blobs_mounted,
+             bytes_copied=result.bytes_copied)
     sb.log.debug("Copied image", source=src.common_name(), target=tgt.common_name(),
                  skipped=result.skipped, blobs_copied=result.blobs_copied,
                  blobs_skipped=result.blobs_skipped, blobs_mounted=result.blobs_mounted,
                  bytes_copied=result.bytes_copied)
-    sb.client.close(tgt)
+    if tgt.is_ocidir:
+        sb.engine_client.close(tgt)  # a layout's index and garbage collection
 
 
 # --- rate limits ---

@@ -66,7 +66,8 @@ local function script_line()
 end
 
 local function raise(msg)
-  local line = script_line()
+  -- A message naming its line already (a copy failing later) keeps it.
+  local line = not match(msg, "^script:%d+: ") and script_line()
   if line then msg = "script:" .. line .. ": " .. msg end
   error(msg, 0)
 end
@@ -391,6 +392,7 @@ return {
   new_object = new_object,
   restrict_globals = restrict_globals,
   run = run,
+  script_line = script_line,
   handles = handles,
   backing = backing,
 }

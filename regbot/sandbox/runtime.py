@@ -28,15 +28,18 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import lupa.lua51 as lua51
 
+from regbot.config import DEFAULT_COPY_WINDOW
 from regbot.durations import format_duration
 from regbot.errors import LimitTimeout, RegbotError, ScriptError, ScriptTimeout
 from regbot.logs import TRACE, ScriptLogger
+from regbot.sandbox.client import ScriptClient
+from regbot.sandbox.copies import CopyFailed, CopyWindow
 from regbot.sandbox.objects import PRELUDE
 from regbot.sandbox.schema import lua_schemas, lua_type_name
 
@@ -87,19 +90,30 @@ class Sandbox:
         parallel: int = 1,
         progress: Any = None,
         executor: Any = None,
+        run_tag: Any = None,
+        copy_window: int = DEFAULT_COPY_WINDOW,
         logger: ScriptLogger | None = None,
         hook_every: int = HOOK_EVERY,
         cancel: threading.Event | None = None,
     ) -> None:
         self.name = name
-        self.client = client
+        # Copies use the engine's client; every other call waits for the copies it must
+        # not overlap (regbot/sandbox/copies.py).
+        self.copies = CopyWindow(copy_window, wait=self.wait_for, hold_slot=self._hold_heavy,
+                                 drop_slot=self._drop_heavy)
+        self.engine_client = client
+        self.client = ScriptClient(client, self.copies)
         self.dry_run = dry_run
         self.timeout = timeout
         self.parallel = max(1, int(parallel or 1))
         self.progress = progress
         self.executor = executor
+        self.run_tag = run_tag  # labels this run's copies (regbot.copy.RunTag)
         self.log = logger or ScriptLogger(name)
         self.stats = RunStats()
+        self._stats_guard = threading.Lock()  # copies count from their own threads
+        self._heavy_depth = 0
+        self._heavy_hold: ExitStack | None = None
         self.deadline = time.monotonic() + timeout if timeout is not None else None
         self.timed_out = False
         self._cancel = cancel or threading.Event()
@@ -324,17 +338,57 @@ class Sandbox:
             if self._cancel.wait(min(SLEEP_STEP, left)):
                 self.check_deadline()
 
+    def wait_for(self, event: threading.Event) -> None:
+        """Wait until `event` is set, ending early with ScriptTimeout at the deadline."""
+        while not event.is_set():
+            self.check_deadline()
+            left = self.remaining()
+            event.wait(SLEEP_STEP if left is None else min(SLEEP_STEP, max(left, 0.001)))
+
     @contextmanager
     def heavy_slot(self) -> Iterator[None]:
         """One of defaults.parallel cluster-wide slots for a heavy call, waiting no longer
-        than the script may run."""
+        than the script may run. A run holds at most one: a heavy call made while its
+        copies are in flight (which hold the run's slot) does not take a second."""
+        if self._heavy_depth:
+            self._heavy_depth += 1
+            try:
+                yield
+            finally:
+                self._heavy_depth -= 1
+            return
         try:
             with self.client.limits.heavy_slot(self.parallel, timeout=self.remaining()):
-                yield
+                self._heavy_depth += 1
+                try:
+                    yield
+                finally:
+                    self._heavy_depth -= 1
         except LimitTimeout:
             if self.expired():
                 raise ScriptTimeout(self.name, self.timeout_message()) from None
             raise
+
+    def _hold_heavy(self) -> None:
+        hold = ExitStack()
+        hold.enter_context(self.heavy_slot())
+        self._heavy_hold = hold
+
+    def _drop_heavy(self) -> None:
+        hold, self._heavy_hold = self._heavy_hold, None
+        if hold is not None:
+            hold.close()
+
+    def count(self, **deltas: int) -> None:
+        """Add to the run's counters (thread safe: copies end on their own threads)."""
+        with self._stats_guard:
+            for name, delta in deltas.items():
+                setattr(self.stats, name, getattr(self.stats, name) + delta)
+
+    def current_line(self) -> int | None:
+        """The script line running now (for an API call: the line of the call)."""
+        line = self._internal[b"script_line"]()
+        return int(line) if line else None
 
     def cancel_token(self) -> Any:
         """A copy-engine cancel token that fires at this run's deadline or cancel."""
@@ -366,6 +420,12 @@ class Sandbox:
         except ScriptTimeout:
             self.timed_out = True
             return (False, self.timeout_message().encode(), True)
+        except CopyFailed as exc:  # a copy started earlier: name the line that started it
+            if self.expired() and _is_cancellation(exc.error):
+                return (False, self.timeout_message().encode(), True)
+            where = f"script:{exc.line}: " if exc.line else ""
+            return (False, _one_line(f"{where}image.copy: {exc}").encode("utf-8", "replace"),
+                    False)
         except ArgumentError as exc:  # its message names the call already
             return (False, _one_line(str(exc)).encode("utf-8", "replace"), False)
         except RegbotError as exc:
@@ -397,6 +457,14 @@ class Sandbox:
             raise self._interrupt
         if self.timed_out:
             raise ScriptTimeout(self.name, self.timeout_message(), line)
+        try:
+            # The script's copies end before it does; one that failed is the error (it
+            # came from an earlier line than anything the script did after it).
+            self.copies.drain()
+        except CopyFailed as exc:
+            if self.expired():
+                raise ScriptTimeout(self.name, self.timeout_message(), line) from None
+            raise ScriptError(self.name, _one_line(f"image.copy: {exc}"), exc.line) from None
         if ok:
             return
         text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
@@ -406,6 +474,9 @@ class Sandbox:
         raise ScriptError(self.name, _one_line(text), line)
 
     def close(self) -> None:
+        if self.copies.busy():
+            self._cancel.set()  # the run ended early (timeout, interrupt): stop its copies
+        self.copies.close()
         for fn in reversed(self._closers):
             try:
                 fn()
