@@ -273,6 +273,48 @@ def run_python_child(script: Path, payload: dict, *, timeout: float = 3600.0) ->
     return res, report
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on: the command name in parentheses may hold
+    spaces, so split after its closing one. None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (0.0 once it is gone);
+    read twice around a run, the difference is what it spent on that run."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else 0.0
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds every CPU of the machine has been busy so far (all processes, anyone's:
+    /proc/stat); around a run, it shows what else competed for the CPUs."""
+    with open("/proc/stat") as fh:
+        ticks = [int(v) for v in fh.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: busy is all but idle and iowait
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
+def session_cpu_seconds(sid: int) -> float:
+    """CPU seconds so far of every live process of session `sid` (a worker node started
+    with start_new_session: the node, its Celery workers and their pool processes)."""
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and int(fields[3]) == sid:
+                total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
 def self_peak_rss() -> int:
     """This process's RSS high-water mark in bytes (for a child's report)."""
     return _hwm(os.getpid())

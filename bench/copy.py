@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import gzip
 import json
 import sys
 import time
@@ -53,11 +52,10 @@ from _common import (  # noqa: E402
     step,
     verdict,
 )
-
-from tests.support import images  # noqa: E402
+from _sets import COPY_PLATFORMS as PLATFORMS  # noqa: E402
+from _sets import push_copy_set  # noqa: E402
 
 REPO = "bench/app"
-PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 RSS_GOAL = 150 * MB
 
 
@@ -91,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     with Registries() as regs:
         src = regs.start()
         with step(f"building and pushing {args.images} images to {src.host}"):
-            tags, unique_bytes, blobs = build_source(
-                src.host, args.images, PLATFORMS[: args.platforms], args.layers, args.shared,
-                layer_size)
+            tags, unique_bytes, blobs = push_copy_set(
+                src.host, REPO, args.images, PLATFORMS[: args.platforms], args.layers,
+                args.shared, layer_size)
         contenders = {"regbot": regbot_copy}
         if skopeo:
             contenders["skopeo"] = lambda s, t, tg: skopeo_copy(skopeo, s, t, tg)
@@ -124,44 +122,6 @@ def main(argv: list[str] | None = None) -> int:
                 regs.stop(tgt)
     report(args, layer_size, len(blobs), unique_bytes, timed, counts)
     return 0
-
-
-# --- source content ---------------------------------------------------------------------
-
-
-def gzip_layer(size: int, seed: int) -> tuple[dict, bytes]:
-    """A layer as registries hold them: a gzip stream (stored, not compressed: the bytes
-    are random anyway) of about `size` bytes. Real gzip matters: skopeo would compress a
-    layer it finds uncompressed, changing its digest."""
-    data = gzip.compress(images.random_blob(size, seed=seed), compresslevel=0, mtime=0)
-    return {"mediaType": images.MT_OCI_LAYER, "digest": images.sha256(data),
-            "size": len(data)}, data
-
-
-def build_source(host: str, count: int, platforms: tuple[str, ...], layers: int, shared: int,
-                 layer_size: int) -> tuple[list[str], int, dict[str, int]]:
-    """Push the images; returns their tags, the bytes a full copy stores (blobs and
-    manifests, each once) and the distinct blobs (digest -> size)."""
-    bases = {p: [gzip_layer(layer_size, images.hash_seed("base", p, n)) for n in range(shared)]
-             for p in platforms}
-    tags, stored = [], 0
-    blobs: dict[str, int] = {}
-    for i in range(count):
-        children = []
-        for p in platforms:
-            own = [gzip_layer(layer_size, images.hash_seed("image", i, p, n))
-                   for n in range(layers - shared)]
-            children.append(images.build_image(p, layers=0, shared_layers=bases[p] + own,
-                                               labels={"bench.image": str(i)}))
-        index = images.build_index(children=children)
-        tag = f"img-{i:02d}"
-        images.push_image(host, REPO, index, tag=tag)
-        tags.append(tag)
-        for m in index.all_manifests():
-            stored += m.size
-            for digest, data in m.blobs.items():
-                blobs[digest] = len(data)
-    return tags, stored + sum(blobs.values()), blobs
 
 
 # --- contenders -------------------------------------------------------------------------

@@ -45,16 +45,10 @@ Prints numbers and ratios, never asserts timings. Progress goes to stderr, resul
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
-import os
-import re
-import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +59,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str
 
 from dataclasses import dataclass, field  # noqa: E402
 
+from _cluster import Clusters, NodeSpec, interrupted_exit, sigterm_as_interrupt  # noqa: E402
 from _common import (  # noqa: E402
     Registries,
     Table,
@@ -75,21 +70,23 @@ from _common import (  # noqa: E402
     load_note,
     mbps,
     parse_size,
-    run_python_child,
     step,
+    verdict,
 )
+from _overhead import measure_overhead  # noqa: E402
+from _regbot import summary_row, write_config  # noqa: E402
 
 from tests.support import images  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.support.celery_cluster import NodeSet
 
+SPEEDUP_GOALS = {2: 1.9, 4: 3.6}  # issue 10: bandwidth-capped speed-up over 1 transfer
 SCALE_REPO = "bench/scale"
 TINY_REPO = "bench/tiny"
 WARM_REPO = "bench/warm"
 SCRIPT_NAME = "copy images"
 SRC, DST = "src.test", "dst.test"  # registry names in the config, mapped by `creds`
-_SUMMARY_FIELD = re.compile(r'([\w-]+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure everything this many times (best counts; all are printed)")
     parser.add_argument("--no-scale", action="store_true", help="skip the scale runs")
     parser.add_argument("--no-overhead", action="store_true", help="skip the overhead runs")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        return child(json.loads(args.child))
     try:
         ks = [int(k) for k in args.transfers.split(",") if k.strip()]
     except ValueError:
@@ -137,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ensure_tool("redis-server", "redis-server"):
         raise SystemExit("redis-server is needed (Debian package redis-server)")
 
-    with _sigterm_as_interrupt(), Bench() as bench:
+    with sigterm_as_interrupt(), Bench() as bench:
         scale = overhead = None
         if not args.no_scale:
             scale = bench.scale(ks, args.layout, args.images, args.layers, layer_size,
@@ -151,19 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         report_overhead(overhead)
     print(f"\n{load_note()}")
     return 0
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so everything started is stopped on the way out."""
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # --- results ----------------------------------------------------------------------------
@@ -215,18 +196,13 @@ class Bench:
 
     def __init__(self) -> None:
         self._stack = contextlib.ExitStack()
-        self._dbs = 0
 
     def __enter__(self) -> Bench:
-        from tests.support.redis_server import start_redis
-
         try:
             self.tmp = Path(self._stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="regbot-bench-scale-")))
             self.regs = self._stack.enter_context(Registries())
-            with step("starting a private redis-server"):
-                self.redis = start_redis()
-            self._stack.callback(self.redis.stop)
+            self.clusters = self._stack.enter_context(Clusters(self.tmp))
         except BaseException:
             self._stack.close()
             raise
@@ -236,43 +212,16 @@ class Bench:
         print("... stopping everything started", file=sys.stderr, flush=True)
         self._stack.close()
 
-    def redis_db(self) -> str:
-        """A fresh Redis database for one run (16 per server: cycle, emptied first)."""
-        db = 1 + self._dbs % 15
-        self._dbs += 1
-        client = self.redis.client(db)
-        try:
-            client.flushdb()
-        finally:
-            client.close()
-        return self.redis.url_for(db)
-
-    @contextlib.contextmanager
     def cluster(self, name: str, config: Path, *, transfers: int,
-                layout: str = "node") -> Iterator[NodeSet]:
+                layout: str = "node") -> contextlib.AbstractContextManager[NodeSet]:
         """Worker nodes on a fresh Redis database, ready; stopped on the way out."""
-        from tests.support.celery_cluster import NodeSet
-
-        # Nodes log at info: "ready." and each task's "succeeded" line are Celery INFO lines
-        # (NodeSet.wait_ready and WorkerNode.transfers_done read them).
-        url = self.redis_db()
-        nodes = NodeSet(self.tmp / name, config, url, url)
-        try:
-            if layout == "node":
-                nodes.start(name, transfers=transfers)
-            else:
-                nodes.start(f"{name}-scripts", queues="scripts")
-                for n in range(transfers):
-                    nodes.start(f"{name}-t{n + 1}", transfers=1, queues="transfers")
-            nodes.wait_ready()
-            yield nodes
-        except BaseException:
-            # Interrupted or failed: Redis may already be gone (a terminal's Ctrl-C reaches
-            # redis-server too), and then a warm shutdown would wait for it: be quick.
-            stop_nodes(nodes, grace=3.0)
-            raise
+        if layout == "node":
+            specs = [NodeSpec(name, transfers=transfers)]
         else:
-            stop_nodes(nodes, grace=20.0)
+            specs = [NodeSpec(f"{name}-scripts", queues="scripts")] + [
+                NodeSpec(f"{name}-t{n + 1}", transfers=1, queues="transfers")
+                for n in range(transfers)]
+        return self.clusters.nodes(name, config, specs)
 
     # --- scale ---
 
@@ -296,8 +245,8 @@ class Bench:
                 label = f"k{k}-run{n + 1}"
                 tgt = self.regs.start()
                 config = write_config(self.tmp / f"{label}.yml",
-                                      {SRC: front.host, DST: tgt.host}, req_concurrent,
-                                      {SCRIPT_NAME: script})
+                                      {SRC: front.host, DST: tgt.host}, {SCRIPT_NAME: script},
+                                      req_concurrent=req_concurrent)
                 what = (f"{k} transfer process{'es' if k > 1 else ''} "
                         f"({'one node' if layout == 'node' else f'{k} nodes'})")
                 with contextlib.ExitStack() as stack:
@@ -345,19 +294,21 @@ class Bench:
             for mode in ("embedded", "distributed"):
                 tgt = self.regs.start()
                 config = write_config(self.tmp / f"overhead-{mode}-{n + 1}.yml",
-                                      {SRC: src.host, DST: tgt.host}, concurrency, {})
-                payload = {"mode": mode, "config": str(config),
-                           "copies": [[f"{SRC}/{WARM_REPO}:v1", f"{DST}/{WARM_REPO}:v1"],
-                                      [f"{SRC}/{TINY_REPO}:v1", f"{DST}/{TINY_REPO}:v1"]]}
+                                      {SRC: src.host, DST: tgt.host}, {},
+                                      req_concurrent=concurrency)
+                copies = [[f"{SRC}/{WARM_REPO}:v1", f"{DST}/{WARM_REPO}:v1"],
+                          [f"{SRC}/{TINY_REPO}:v1", f"{DST}/{TINY_REPO}:v1"]]
+                redis_url = None
                 with contextlib.ExitStack() as stack:
                     if mode == "distributed":
                         with step(f"starting a node with {concurrency} transfer process"
                                   f"{'es' if concurrency > 1 else ''}"):
                             nodes = stack.enter_context(self.cluster(
                                 f"overhead-{n + 1}", config, transfers=concurrency))
-                        payload["redis_url"] = nodes.redis_url
+                        redis_url = nodes.redis_url
                     with step(f"{mode}: copying {layers} tiny layers into {tgt.host}{label}"):
-                        _, report = run_python_child(Path(__file__), payload, timeout=900)
+                        report = measure_overhead(config, copies, mode=mode,
+                                                  redis_url=redis_url)
                 check_copied(src.host, tgt.host, TINY_REPO, ["v1"])
                 timed = report["copies"][-1]
                 if timed["blobs_copied"] != len(tiny.blobs):
@@ -368,16 +319,6 @@ class Bench:
                     timed["blobs_copied"]))
                 self.regs.stop(tgt)
         return out
-
-
-def stop_nodes(nodes: NodeSet, grace: float) -> None:
-    """SIGTERM every node at once (warm shutdown), SIGKILL what is left after `grace`."""
-    for node in nodes.nodes:
-        if node.alive():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(node.proc.pid, signal.SIGTERM)  # a node leads its own session
-    for node in nodes.nodes:
-        node.stop(grace=grace)
 
 
 # --- content, config, checks --------------------------------------------------------------
@@ -406,102 +347,6 @@ def config_bytes(host: str, tags: list[str]) -> int:
         raw = images.get_manifest(host, SCALE_REPO, tag).content
         total += len(raw) + int(doc["config"]["size"])
     return total
-
-
-def write_config(path: Path, hosts: dict[str, str], req_concurrent: int,
-                 scripts: dict[str, str]) -> Path:
-    """A regbot.yml naming each registry by `hosts` (name -> 127.0.0.1:port, plain http)."""
-    lines = ["version: 1", "creds:"]
-    for name, host in hosts.items():
-        lines += [f"  - registry: {name}", f"    hostname: {host}", "    tls: disabled",
-                  f"    reqConcurrent: {req_concurrent}"]
-    lines += ["defaults:", "  parallel: 1", "scripts:" if scripts else "scripts: []"]
-    for name, body in scripts.items():
-        lines += [f"  - name: {name}", "    script: |"]
-        lines += [f"      {line}" for line in body.strip().splitlines()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def summary_row(stdout: str, script: str) -> dict[str, str]:
-    """The fields of `script`'s line in `regbot once`'s plain summary."""
-    for line in stdout.splitlines():
-        if not line.startswith("summary "):
-            continue
-        fields = {k: json.loads(v) if v.startswith('"') else v
-                  for k, v in _SUMMARY_FIELD.findall(line[len("summary "):])}
-        if fields.get("script") == script:
-            if fields.get("status") != "ok":
-                raise RuntimeError(f"script {script!r} did not succeed: {line}")
-            return fields
-    raise RuntimeError(f"no summary line for script {script!r} in:\n{stdout}")
-
-
-# --- the overhead child -------------------------------------------------------------------
-
-
-class TimedExecutor:
-    """Wraps an executor to time its run() (the units' execution, planning excluded)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.cancel = getattr(inner, "cancel", None)
-        self.seconds = 0.0
-        self.units = 0
-
-    def run(self, units, ctx):
-        started = time.perf_counter()
-        try:
-            return self.inner.run(units, ctx)
-        finally:
-            self.seconds += time.perf_counter() - started
-            self.units += len(units)
-
-
-def child(payload: dict) -> int:
-    """Runs in its own process: the copies of `payload`, embedded or on the cluster."""
-    from regbot.config import load_config
-    from regbot.copy import LocalExecutor, RunTag, copy_image
-    from regbot.engine import Engine
-    from regbot.limits import Limits, store_from_url
-    from regbot.types.ref import Reference
-
-    config = load_config(payload["config"])
-    app = None
-    if payload["mode"] == "embedded":
-        # as `regbot once` without a broker: limits in an in-process store
-        engine = Engine.embedded(config)
-
-        def make_executor():
-            return LocalExecutor()
-    else:
-        from workers.app import create_app
-        from workers.executor import CeleryExecutor
-        from workers.settings import ClusterSettings
-
-        url = payload["redis_url"]
-        settings = ClusterSettings.resolve(url, None, url, environ={})
-        limits = Limits(store_from_url(url))
-        app = create_app(settings)
-        engine = Engine(config, limits, CeleryExecutor(app, limits))
-
-        def make_executor():
-            return engine.executor
-    reports = []
-    try:
-        for src, tgt in payload["copies"]:
-            executor = TimedExecutor(make_executor())
-            started = time.perf_counter()
-            result = copy_image(engine.client, Reference.parse(src), Reference.parse(tgt),
-                                executor=executor, run=RunTag("bench overhead"))
-            reports.append({"units": executor.units, "run_seconds": executor.seconds,
-                            "copy_seconds": time.perf_counter() - started,
-                            "blobs_copied": result.blobs_copied})
-    finally:
-        if app is not None:
-            app.close()
-    print(json.dumps({"copies": reports}))
-    return 0
 
 
 # --- report -----------------------------------------------------------------------------
@@ -536,6 +381,11 @@ def report_scale(scale: Scale) -> None:
         print("  every run, script s: " + "; ".join(
             f"{k}: " + " ".join(f"{r.script_seconds:.1f}" for r in runs)
             for k, runs in sorted(scale.runs.items())))
+    for k, goal in SPEEDUP_GOALS.items():
+        if k in best and base_k == 1:
+            speedup = base.script_seconds / best[k].script_seconds
+            print(f"goal speed-up at {k} transfer processes >= {goal}x (issue 10): "
+                  f"{speedup:.2f}x {verdict(speedup >= goal)}")
 
 
 def report_overhead(overhead: Overhead) -> None:
@@ -571,5 +421,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:
-        print("interrupted: everything the benchmark started is stopped", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(interrupted_exit())

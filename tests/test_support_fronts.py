@@ -55,6 +55,7 @@ def test_token_flow_401_token_200(token_front, repo, pushed):
     assert token_front.token_requests == [(f"repository:{repo}:pull", "alice")]
     assert ("GET", f"/v2/{repo}/manifests/v1") in token_front.requests
     assert token_front.manifest_gets == 1
+    assert token_front.challenges == [("GET", f"/v2/{repo}/manifests/v1")]  # the 401 only
     assert CREDS[1] not in repr(token_front)
 
 

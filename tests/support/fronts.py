@@ -21,7 +21,8 @@ TokenAuthFront(upstream, user="alice", password="s3cret-Pa55", rate_limit=None,
     `RateLimit-Limit: n;w=<window>`, `RateLimit-Remaining: <left>;w=<window>`,
     `Docker-RateLimit-Source: 127.0.0.1`; at 0 left a manifest GET gets 429 TOOMANYREQUESTS.
     Counters: `.token_requests` [(scope, user)] (user "" = anonymous; never a password),
-    `.requests` [(method, path)], `.manifest_gets`, `.remaining`, `.set_remaining(n)`,
+    `.requests` [(method, path)], `.challenges` [(method, path)] (answered 401 with the
+    Bearer challenge), `.manifest_gets`, `.remaining`, `.set_remaining(n)`,
     `.issued_tokens()` (for log-leak checks), `.max_concurrent`.
 
 FaultFront(upstream, bandwidth=None)
@@ -225,6 +226,7 @@ class TokenAuthFront(ProxyService):
         self.token_ttl = token_ttl
         self.remaining = rate_limit or 0
         self.token_requests: list[tuple[str, str]] = []
+        self.challenges: list[tuple[str, str]] = []  # (method, path) answered 401 + Bearer
         self.manifest_gets = 0
         self._tokens: dict[str, _Token] = {}
         self._rl_lock = threading.Lock()
@@ -347,6 +349,8 @@ class TokenAuthFront(ProxyService):
             self._token_endpoint(h)
             return
         if not self._authorized(h):
+            with self._lock:
+                self.challenges.append((h.method, h.path))
             challenge = f'Bearer realm="http://{self.host}/token",service="{self.service}"'
             scope = self._challenge_scope(h)
             if scope:
