@@ -13,60 +13,13 @@ from typing import Any
 import click
 
 from regbot import __version__
+from regbot.commands import COMMANDS, LazyGroup
+from regbot.commands.options import apply_settings as _settings
+from regbot.commands.options import common_options as _common_options
 from regbot.errors import ConfigError, RegbotError
-from regbot.logs import configure_logging, get_logger, parse_level
+from regbot.logs import get_logger
 
 log = get_logger("regbot.cli")
-
-VERBOSITY_HELP = "Log level (trace, debug, info, warn, error)"
-
-
-class _StderrProxy:
-    """Writes to whatever sys.stderr is at the time, so a live display can redirect it."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-    def isatty(self) -> bool:
-        return sys.stderr.isatty()
-
-
-def _common_options(func: Callable) -> Callable:
-    """Options accepted both before and after the subcommand (`regbot -c f once` and
-    `regbot once -c f`), as the Go regbot's persistent flags are."""
-    options = [
-        click.option("-c", "--config", "config_file", default=None, help="Config file (- for stdin)"),
-        click.option("--dry-run", is_flag=True, default=None, help="Dry run, skip all external actions"),
-        click.option("-v", "--verbosity", default=None, help=VERBOSITY_HELP),
-        click.option("--logopt", multiple=True, help="Log options (json)"),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _settings(ctx: click.Context, **given: Any) -> dict[str, Any]:
-    """Merge the group's options with the subcommand's (the subcommand wins)."""
-    merged = dict(ctx.find_root().obj or {})
-    for key, value in given.items():
-        if key == "logopt":
-            merged["logopt"] = tuple(merged.get("logopt", ())) + tuple(value or ())
-        elif value is not None:
-            merged[key] = value
-    level = merged.get("verbosity") or "info"
-    try:
-        parse_level(level)
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
-    for opt in merged.get("logopt", ()):
-        if opt not in ("json",):
-            raise click.UsageError(f"unknown --logopt {opt!r}: supported: json")
-    configure_logging(level, json_format="json" in merged.get("logopt", ()), stream=_StderrProxy())
-    return merged
-
 
 def _load(settings: dict[str, Any]):
     from regbot.config import load_config
@@ -77,7 +30,8 @@ def _load(settings: dict[str, Any]):
     return load_config(path)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_subcommands=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @_common_options
 @click.pass_context
 def main(ctx: click.Context, config_file, dry_run, verbosity, logopt) -> None:

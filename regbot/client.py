@@ -5,7 +5,7 @@ from __future__ import annotations
 from regbot import __version__
 from regbot.hosts import Host, HostTable
 from regbot.limits import Limits
-from regbot.scheme.base import BlobReader, BlobSource, Scheme
+from regbot.scheme.base import BlobReader, BlobSource, Headers, Listing, Scheme
 from regbot.scheme.ocidir import OCIDirScheme
 from regbot.scheme.reg import RegScheme
 from regbot.types.descriptor import Descriptor
@@ -63,6 +63,9 @@ class RegClient:
     def blob_head(self, ref: Reference, digest: str) -> Descriptor:
         return self.scheme(ref).blob_head(ref, digest)
 
+    def blob_head_with_headers(self, ref: Reference, digest: str) -> tuple[Descriptor, Headers]:
+        return self.scheme(ref).blob_head_with_headers(ref, digest)
+
     def blob_get(self, ref: Reference, digest: str, size: int = -1) -> BlobReader:
         return self.scheme(ref).blob_get(ref, digest, size)
 
@@ -77,11 +80,17 @@ class RegClient:
     def tag_list(self, ref: Reference, limit: int | None = None, last: str | None = None) -> list[str]:
         return self.scheme(ref).tag_list(ref, limit=limit, last=last)
 
+    def tag_listing(self, ref: Reference, limit: int | None = None, last: str | None = None) -> Listing:
+        return self.scheme(ref).tag_listing(ref, limit=limit, last=last)
+
     def tag_delete(self, ref: Reference) -> None:
         self.scheme(ref).tag_delete(ref)
 
     def repo_list(self, ref: Reference, limit: int | None = None, last: str | None = None) -> list[str]:
         return self.scheme(ref).repo_list(ref, limit=limit, last=last)
+
+    def repo_listing(self, ref: Reference, limit: int | None = None, last: str | None = None) -> Listing:
+        return self.scheme(ref).repo_listing(ref, limit=limit, last=last)
 
     def referrers(self, ref: Reference, artifact_type: str = "") -> list[Descriptor]:
         return self.scheme(ref).referrers(ref, artifact_type)

@@ -21,15 +21,18 @@ Stricter than Go, on purpose (each is a file that cannot work as meant):
   errors (names key the locks and task names here).
 
 Every error is a ConfigError, one line, starting with `source:line:column:` when the
-place is known. Template values (`user`, `pass`, `regcert`, `clientCert`, `clientKey`) are
-expanded at load; secrets never appear in messages or logs.
+place is known. A normal load stops at the first one; `check_config` (for `regbot check`)
+goes on past each, collecting every problem: errors, and the unknown keys and other
+mistakes a load only warns about. Template values (`user`, `pass`, `regcert`,
+`clientCert`, `clientKey`) are expanded at load; secrets never appear in messages or logs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,11 +177,35 @@ _PLAIN_CONSTANTS: dict[str, Any] = {
 }  # fmt: skip
 
 
-class _Doc:
-    """Turns nodes into typed values; errors and warnings name the place."""
+@dataclass
+class CheckReport:
+    """What `check_config` found: `problems` make a config wrong (errors, unknown keys),
+    `notes` are warnings a load logs (deprecated keys) that do not."""
 
-    def __init__(self, source: str) -> None:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    config: Config | None = None
+
+
+class _Doc:
+    """Turns nodes into typed values; errors and warnings name the place.
+
+    With a `report`, errors inside a `part()` are recorded and parsing goes on."""
+
+    def __init__(self, source: str, report: CheckReport | None = None) -> None:
         self.source = source
+        self.report = report
+
+    @contextlib.contextmanager
+    def part(self) -> Iterator[None]:
+        """One independent piece (a key, an entry): its error ends only this piece when
+        collecting, the whole load otherwise."""
+        try:
+            yield
+        except ConfigError as err:
+            if self.report is None:
+                raise
+            self.report.problems.append(str(err))
 
     # -- places and messages -----------------------------------------------------------
     def at(self, node: Node | None) -> str:
@@ -190,8 +217,15 @@ class _Doc:
     def error(self, node: Node | None, message: str) -> ConfigError:
         return ConfigError(f"{self.at(node)}: {message}")
 
-    def warn(self, node: Node | None, message: str) -> None:
-        log.warning("%s: %s", self.at(node), message)
+    def warn(self, node: Node | None, message: str, *, problem: bool = False) -> None:
+        """Log a warning; when checking, record it (as a problem when it is a mistake Go
+        silently ignores, such as an unknown key)."""
+        if self.report is None:
+            log.warning("%s: %s", self.at(node), message)
+        elif problem:
+            self.report.problems.append(f"{self.at(node)}: {message}")
+        else:
+            self.report.notes.append(f"{self.at(node)}: warning: {message}")
 
     # -- scalars ------------------------------------------------------------------------
     def scalar(self, node: Node) -> Any:
@@ -376,7 +410,7 @@ class _Doc:
     ) -> None:
         for key, (key_node, _) in entries.items():
             if key not in known:
-                self.warn(key_node, f"{path}: unknown key {go_quote(key)} ignored")
+                self.warn(key_node, f"{path}: unknown key {go_quote(key)} ignored", problem=True)
 
 
 def _compose(text: str, doc: _Doc) -> Node | None:
@@ -424,90 +458,114 @@ def _node(entries: dict[str, tuple[Node, Node]], key: str) -> Node | None:
 
 
 def _defaults(doc: _Doc, node: Node | None) -> Defaults:
-    entries = doc.mapping(node, "defaults")
-    doc.unknown_keys(entries, _DEFAULT_KEYS, "defaults")
     d = Defaults()
+    entries: dict[str, tuple[Node, Node]] = {}
+    with doc.part():
+        entries = doc.mapping(node, "defaults")
+    doc.unknown_keys(entries, _DEFAULT_KEYS, "defaults")
+    # each key on its own: when checking, one bad value does not hide the others
     if (n := _node(entries, "parallel")) is not None:
-        d.parallel = max(doc.integer(n, "defaults.parallel"), 1)  # 0 or less means 1
+        with doc.part():
+            d.parallel = max(doc.integer(n, "defaults.parallel"), 1)  # 0 or less means 1
     if (n := _node(entries, "interval")) is not None:
-        d.interval = doc.duration(n, "defaults.interval")
+        with doc.part():
+            d.interval = doc.duration(n, "defaults.interval")
     if (n := _node(entries, "schedule")) is not None:
-        d.schedule = doc.schedule(n, "defaults.schedule")
+        with doc.part():
+            d.schedule = doc.schedule(n, "defaults.schedule")
     if (n := _node(entries, "timeout")) is not None:
-        d.timeout = doc.duration(n, "defaults.timeout")
+        with doc.part():
+            d.timeout = doc.duration(n, "defaults.timeout")
     if (n := _node(entries, "blobLimit")) is not None:
-        d.blob_limit = doc.integer(n, "defaults.blobLimit", minimum=0)
+        with doc.part():
+            d.blob_limit = doc.integer(n, "defaults.blobLimit", minimum=0)
     if (n := _node(entries, "skipDockerConfig")) is not None:
-        d.skip_docker_config = doc.boolean(n, "defaults.skipDockerConfig")
+        with doc.part():
+            d.skip_docker_config = doc.boolean(n, "defaults.skipDockerConfig")
     if (n := _node(entries, "userAgent")) is not None:
-        d.user_agent = doc.string(n, "defaults.userAgent") or DEFAULT_USER_AGENT
+        with doc.part():
+            d.user_agent = doc.string(n, "defaults.userAgent") or DEFAULT_USER_AGENT
     if (n := _node(entries, "copyWindow")) is not None:
-        d.copy_window = doc.integer(n, "defaults.copyWindow", minimum=1)
+        with doc.part():
+            d.copy_window = doc.integer(n, "defaults.copyWindow", minimum=1)
     if (n := _node(entries, "transferMin")) is not None:
-        d.transfer_min = doc.integer(n, "defaults.transferMin", minimum=0)
+        with doc.part():
+            d.transfer_min = doc.integer(n, "defaults.transferMin", minimum=0)
     return d
 
 
 def _scripts(doc: _Doc, node: Node | None, defaults: Defaults) -> list[ScriptConfig]:
     scripts: list[ScriptConfig] = []
     seen: dict[str, tuple[int, Node]] = {}
-    for index, item in enumerate(doc.sequence(node, "scripts")):
-        entries = doc.mapping(item, f"scripts[{index}]")
-        name_node = _node(entries, "name")
-        name = doc.string(name_node, f"scripts[{index}]: name") if name_node is not None else ""
-        where = f"scripts[{index}] {go_quote(name)}" if name else f"scripts[{index}]"
-        if not name:
-            raise doc.error(name_node or item, f"{where}: missing name")
-        if name in seen:
-            first_index, first_node = seen[name]
-            raise doc.error(
-                name_node,
-                f"{where}: duplicate script name (also scripts[{first_index}], "
-                f"line {first_node.start_mark.line + 1})",
-            )
-        seen[name] = (index, item)
-        doc.unknown_keys(entries, _SCRIPT_KEYS, where)
-        script_node = _node(entries, "script")
-        body = doc.string(script_node, f"{where}: script") if script_node is not None else ""
-        if not body.strip():
-            doc.warn(script_node or item, f"{where}: empty script")
-        line_offset = item.start_mark.line + 1
-        if script_node is not None:
-            line_offset = script_node.start_mark.line + 1
-            if isinstance(script_node, ScalarNode) and script_node.style in ("|", ">"):
-                line_offset += 1  # a block scalar's text starts below its indicator
-        interval = timeout = None
-        schedule = ""
-        if (n := _node(entries, "interval")) is not None:
-            interval = doc.duration(n, f"{where}: interval")
-        if (n := _node(entries, "schedule")) is not None:
-            schedule = doc.schedule(n, f"{where}: schedule")
-        if (n := _node(entries, "timeout")) is not None:
-            timeout = doc.duration(n, f"{where}: timeout")
-        # Go's scriptSetDefaults: neither interval nor schedule -> the default schedule,
-        # else the default interval; no timeout -> the default timeout.
-        if not schedule and not interval:
-            if defaults.schedule:
-                schedule = defaults.schedule
-            elif defaults.interval:
-                interval = defaults.interval
-        if not timeout:
-            timeout = defaults.timeout
-        copy_window = defaults.copy_window
-        if (n := _node(entries, "copyWindow")) is not None:
-            copy_window = doc.integer(n, f"{where}: copyWindow", minimum=1)
-        scripts.append(
-            ScriptConfig(
-                name=name,
-                script=body,
-                interval=interval,
-                schedule=schedule,
-                timeout=timeout,
-                line_offset=line_offset,
-                copy_window=copy_window,
-            )
-        )
+    items: list[Node] = []
+    with doc.part():
+        items = doc.sequence(node, "scripts")
+    for index, item in enumerate(items):
+        with doc.part():
+            scripts.append(_script(doc, index, item, seen, defaults))
     return scripts
+
+
+def _script(doc: _Doc, index: int, item: Node, seen: dict[str, tuple[int, Node]],
+            defaults: Defaults) -> ScriptConfig:
+    """One `scripts[]` entry; `seen` holds the names of the entries before it."""
+    entries = doc.mapping(item, f"scripts[{index}]")
+    name_node = _node(entries, "name")
+    name = doc.string(name_node, f"scripts[{index}]: name") if name_node is not None else ""
+    where = f"scripts[{index}] {go_quote(name)}" if name else f"scripts[{index}]"
+    if not name:
+        raise doc.error(name_node or item, f"{where}: missing name")
+    if name in seen:
+        first_index, first_node = seen[name]
+        raise doc.error(
+            name_node,
+            f"{where}: duplicate script name (also scripts[{first_index}], "
+            f"line {first_node.start_mark.line + 1})",
+        )
+    seen[name] = (index, item)
+    doc.unknown_keys(entries, _SCRIPT_KEYS, where)
+    script_node = _node(entries, "script")
+    body = doc.string(script_node, f"{where}: script") if script_node is not None else ""
+    if not body.strip():
+        doc.warn(script_node or item, f"{where}: empty script")
+    line_offset = item.start_mark.line + 1
+    if script_node is not None:
+        line_offset = script_node.start_mark.line + 1
+        if isinstance(script_node, ScalarNode) and script_node.style in ("|", ">"):
+            line_offset += 1  # a block scalar's text starts below its indicator
+    interval = timeout = None
+    schedule = ""
+    if (n := _node(entries, "interval")) is not None:
+        with doc.part():
+            interval = doc.duration(n, f"{where}: interval")
+    if (n := _node(entries, "schedule")) is not None:
+        with doc.part():
+            schedule = doc.schedule(n, f"{where}: schedule")
+    if (n := _node(entries, "timeout")) is not None:
+        with doc.part():
+            timeout = doc.duration(n, f"{where}: timeout")
+    # Go's scriptSetDefaults: neither interval nor schedule -> the default schedule,
+    # else the default interval; no timeout -> the default timeout.
+    if not schedule and not interval:
+        if defaults.schedule:
+            schedule = defaults.schedule
+        elif defaults.interval:
+            interval = defaults.interval
+    if not timeout:
+        timeout = defaults.timeout
+    copy_window = defaults.copy_window
+    if (n := _node(entries, "copyWindow")) is not None:
+        with doc.part():
+            copy_window = doc.integer(n, f"{where}: copyWindow", minimum=1)
+    return ScriptConfig(
+        name=name,
+        script=body,
+        interval=interval,
+        schedule=schedule,
+        timeout=timeout,
+        line_offset=line_offset,
+        copy_window=copy_window,
+    )
 
 
 @dataclass
@@ -532,7 +590,7 @@ def _cred(doc: _Doc, index: int, item: Node) -> _CredEntry | None:
     where = f"creds[{index}] ({_label(raw_name)})" if raw_name else f"creds[{index}]"
     doc.unknown_keys(entries, _CRED_KEYS, where)
     if not raw_name:
-        doc.warn(item, f"{where}: no registry name, entry ignored")  # as Go does
+        doc.warn(item, f"{where}: no registry name, entry ignored", problem=True)  # as Go does
         return None
     name = _registry_name(raw_name)
     values: dict[str, Any] = {}
@@ -544,15 +602,17 @@ def _cred(doc: _Doc, index: int, item: Node) -> _CredEntry | None:
     def take(key: str, attr: str, convert: Callable[[Node, str], Any]) -> None:
         found = node_of(key)
         if found is not None:
-            values[attr] = convert(found, f"{where} {key}")
-            given.add(attr)
+            with doc.part():
+                values[attr] = convert(found, f"{where} {key}")
+                given.add(attr)
 
     def template(key: str, attr: str, secret: bool) -> None:
         found = node_of(key)
         if found is not None:
-            text = doc.string(found, f"{where} {key}")
-            values[attr] = expand(text, f"{doc.at(found)}: {where} {key}", secret=secret)
-            given.add(attr)
+            with doc.part():
+                text = doc.string(found, f"{where} {key}")
+                values[attr] = expand(text, f"{doc.at(found)}: {where} {key}", secret=secret)
+                given.add(attr)
 
     take("hostname", "hostname", doc.string)
     take("token", "token", doc.string)
@@ -574,14 +634,16 @@ def _cred(doc: _Doc, index: int, item: Node) -> _CredEntry | None:
     template("clientKey", "client_key", secret=True)
 
     tls_node = node_of("tls")
-    tls_raw = doc.string(tls_node, f"{where} tls") if tls_node is not None else ""
-    tls_text = tls_raw.lower()  # Go's TLSConf.UnmarshalText ignores case
-    if tls_text and tls_text not in TLS_VALUES:
-        raise doc.error(
-            tls_node,
-            f"{where}: unknown tls value {go_quote(tls_raw)} "
-            "(expected enabled, insecure or disabled)",
-        )
+    tls_text = ""
+    with doc.part():
+        tls_raw = doc.string(tls_node, f"{where} tls") if tls_node is not None else ""
+        if tls_raw and tls_raw.lower() not in TLS_VALUES:
+            raise doc.error(
+                tls_node,
+                f"{where}: unknown tls value {go_quote(tls_raw)} "
+                "(expected enabled, insecure or disabled)",
+            )
+        tls_text = tls_raw.lower()  # Go's TLSConf.UnmarshalText ignores case
     scheme_node = node_of("scheme")
     scheme = doc.string(scheme_node, f"{where} scheme") if scheme_node is not None else ""
     if scheme:
@@ -592,13 +654,16 @@ def _cred(doc: _Doc, index: int, item: Node) -> _CredEntry | None:
             tls_now = tls_text or TLS_ENABLED
             doc.warn(scheme_node, f"{where}: scheme is deprecated and ignored (tls: {tls_now})")
         else:
-            doc.warn(scheme_node, f"{where}: unknown scheme {go_quote(scheme)} ignored")
+            doc.warn(scheme_node, f"{where}: unknown scheme {go_quote(scheme)} ignored",
+                     problem=True)
     if tls_text:
         values["tls"] = tls_text
         given.add("tls")
     if node_of("api") is not None:
         doc.warn(node_of("api"), f"{where}: api is deprecated and ignored")
-    api_opts = _api_opts(doc, node_of("apiOpts"), f"{where} apiOpts")
+    api_opts: dict[str, str] = {}
+    with doc.part():
+        api_opts = _api_opts(doc, node_of("apiOpts"), f"{where} apiOpts")
     if api_opts:
         values["api_opts"] = api_opts
         given.add("api_opts")
@@ -634,7 +699,8 @@ def _api_opts(doc: _Doc, node: Node | None, path: str) -> dict[str, str]:
         if key not in _KNOWN_API_OPTS:
             log.debug("%s: %s: unknown option %s ignored", doc.at(value_node), path, go_quote(key))
         elif key == "disableHead" and value not in _GO_BOOLS:
-            doc.warn(value_node, f"{path}.{key}: expected true or false, got {go_quote(value)}")
+            doc.warn(value_node, f"{path}.{key}: expected true or false, got {go_quote(value)}",
+                     problem=True)
         opts[key] = value
     return opts
 
@@ -659,8 +725,13 @@ def _merge_host(old: _CredEntry, new: _CredEntry, doc: _Doc, node: Node) -> None
 
 def _creds(doc: _Doc, node: Node | None) -> list[Host]:
     by_name: dict[str, _CredEntry] = {}
-    for index, item in enumerate(doc.sequence(node, "creds")):
-        entry = _cred(doc, index, item)
+    items: list[Node] = []
+    with doc.part():
+        items = doc.sequence(node, "creds")
+    for index, item in enumerate(items):
+        entry = None
+        with doc.part():
+            entry = _cred(doc, index, item)
         if entry is None:
             continue
         if entry.host.name in by_name:
@@ -674,11 +745,16 @@ def _creds(doc: _Doc, node: Node | None) -> list[Host]:
 # Entry points
 
 
-def parse_config(text: str, source: str = "regbot.yml") -> Config:
-    """Parse regbot.yml text; `source` names it in errors. Raises ConfigError."""
-    doc = _Doc(source)
+def parse_config(text: str, source: str = "regbot.yml",
+                 report: CheckReport | None = None) -> Config:
+    """Parse regbot.yml text; `source` names it in errors. Raises ConfigError at the
+    first error, or, given a `report`, records every problem there and goes on."""
+    doc = _Doc(source, report)
     root = _compose(text.removeprefix("\ufeff"), doc)
-    top = doc.mapping(root, "top level") if root is not None else {}
+    top: dict[str, tuple[Node, Node]] = {}
+    if root is not None:
+        with doc.part():
+            top = doc.mapping(root, "top level")
     for key, (key_node, _) in top.items():
         if key not in ("version", "creds", "defaults", "scripts"):
             log.debug("%s: ignoring top-level key %s", doc.at(key_node), go_quote(key))
@@ -687,9 +763,10 @@ def parse_config(text: str, source: str = "regbot.yml") -> Config:
         return top[key][1] if key in top else None
 
     version_node = section("version")
-    version = doc.integer(version_node, "version") if version_node is not None else 0
-    if version > CONFIG_VERSION:
-        raise doc.error(version_node, f"unsupported config version {version}")
+    with doc.part():
+        version = doc.integer(version_node, "version") if version_node is not None else 0
+        if version > CONFIG_VERSION:
+            raise doc.error(version_node, f"unsupported config version {version}")
     defaults = _defaults(doc, section("defaults"))
     scripts = _scripts(doc, section("scripts"), defaults)
     creds = _creds(doc, section("creds"))
@@ -704,19 +781,34 @@ def parse_config(text: str, source: str = "regbot.yml") -> Config:
 
 def load_config(path: str) -> Config:
     """Read and parse a config file; "-" reads standard input. Raises ConfigError."""
+    text, source = read_config_text(path)
+    return parse_config(text, source)
+
+
+def read_config_text(path: str) -> tuple[str, str]:
+    """The text of a config file ("-": standard input) and its name for messages."""
     if path == "-":
         source = "<stdin>"
         try:
-            text = sys.stdin.read()
+            return sys.stdin.read(), source
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"{source}: cannot read config: {_reason(err)}") from None
-        return parse_config(text, source)
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            return handle.read(), path
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read config: {_reason(err)}") from None
-    return parse_config(text, path)
+
+
+def check_config(text: str, source: str = "regbot.yml") -> CheckReport:
+    """Every problem of a config, without running or contacting anything (the Lua
+    scripts are compiled by regbot/commands/check.py)."""
+    report = CheckReport()
+    try:
+        report.config = parse_config(text, source, report)
+    except ConfigError as err:  # YAML that does not parse: nothing more to look at
+        report.problems.append(str(err))
+    return report
 
 
 def _reason(err: Exception) -> str:

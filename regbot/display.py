@@ -19,9 +19,11 @@ from regbot.copy.progress import ProgressEvent, ProgressListener
 
 
 class LiveDisplay:
-    """One line for the run (scripts done / total), one for blobs, one for bytes."""
+    """One line for the run (scripts done / total), one for blobs, one for bytes.
 
-    def __init__(self, total_scripts: int, stream: IO[str]) -> None:
+    With `total_scripts` None (one `regbot image copy`) the scripts line is left out."""
+
+    def __init__(self, total_scripts: int | None, stream: IO[str]) -> None:
         self._console = Console(file=stream)
         self._progress = Progress(
             SpinnerColumn(),
@@ -40,7 +42,8 @@ class LiveDisplay:
             console=self._console,
         )
         self._lock = threading.Lock()
-        self._scripts = self._progress.add_task("scripts", total=total_scripts)
+        self._scripts = (None if total_scripts is None
+                         else self._progress.add_task("scripts", total=total_scripts))
         self._blobs = self._progress.add_task("blobs", total=0)
         self._bytes_task = self._bytes.add_task("bytes", total=0)
         self._sent: dict[str, int] = {}
@@ -64,7 +67,8 @@ class LiveDisplay:
             self._live.__exit__(*exc)
 
     def script_done(self) -> None:
-        self._progress.advance(self._scripts)
+        if self._scripts is not None:
+            self._progress.advance(self._scripts)
 
     def for_script(self, name: str) -> ProgressListener:
         return _ScriptListener(self)

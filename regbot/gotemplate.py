@@ -9,13 +9,13 @@ never become jinja source: they are passed in as data, so text such as `{%` or `
 `{{ }}` comes out unchanged.
 
 Functions: regclient's template set (`default`, `env`, `file`, `join`, `json`,
-`jsonPretty`, `lower`, `split`, `trimSpace`, `upper`) with Go's argument order (a piped
+`jsonPretty`, `lower`, `printPretty`, `split`, `trimSpace`, `upper`) with Go's argument order (a piped
 value is the last argument: `{{ "x" | default "y" }}` is `default "y" "x"`), and the Go
 builtins `and`, `or`, `not`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `len`, `index`, `slice`,
 `print`, `printf`, `println`, `html`, `js`, `urlquery`. For regbot.yml the data (`.`) is
 nil, as in the Go regbot; other callers (`regbot version --format`) may pass data.
 Differences from Go: `and`/`or` evaluate every argument; `define`, `template`, `block`,
-`call`, `time` and `printPretty` are refused with a clear error; errors are reported at
+`call` and `time` are refused with a clear error; errors are reported at
 translation where Go reports some (argument counts) when executing.
 """
 
@@ -35,6 +35,7 @@ from regbot.gotemplate_funcs import (
     truth,
     type_name,
 )
+from regbot.gotemplate_values import GoValue
 
 _SPACE = " \t\r\n"
 _CONTROL = {"if", "else", "end", "range", "with", "break", "continue"}
@@ -778,6 +779,11 @@ class _Runtime:
             return None  # a field of nil data is "no value", as in Go
         if isinstance(receiver, dict):
             return receiver.get(name)
+        if isinstance(receiver, GoValue):
+            try:
+                return receiver.go_field(name)
+            except KeyError:
+                pass
         raise _GoError(pos, f"can't evaluate field %s in type {type_name(receiver)}", name)
 
     @staticmethod
@@ -851,8 +857,8 @@ def translate(template: str) -> tuple[str, list[Any]]:
 
     Raises ValueError with a one-line reason for malformed templates.
     """
-    translator = _Translator(template)
     try:
+        translator = _Translator(template)
         return translator.translate(), translator.consts
     except _GoError as err:
         raise ValueError(f"{_position(template, err.pos)}: {err.render(False)}") from None
@@ -862,7 +868,8 @@ def expand(template: str, where: str, *, secret: bool = False, data: Any = None)
     """Expand a Go text/template string with the regclient functions.
 
     `where` names the value for errors (e.g. `regbot.yml:9:11: creds[1] (docker.io) pass`).
-    `data` is `.` (nil for regbot.yml, as in Go; dicts, lists and scalars otherwise).
+    `data` is `.` (nil for regbot.yml, as in Go; dicts, lists, scalars and GoValue
+    objects otherwise).
     With `secret`, messages leave out names written in the template; expanded values never
     appear in a message. Raises ConfigError.
     """

@@ -1,13 +1,15 @@
 """Values and functions of regbot.yml templates, with Go's semantics.
 
 Go values map to Python ones: string -> str, int -> int, float64 -> float, bool -> bool,
-nil -> None, []string -> list, map -> dict. Printing follows fmt's %v, JSON follows
+nil -> None, []string -> list, map -> dict, []byte -> bytes; structs with fields and methods
+are GoValue objects (regbot/gotemplate_values.py). Printing follows fmt's %v, JSON follows
 encoding/json (no HTML escaping, a trailing newline, as regclient's `json`). The function
 table holds regclient's template functions (pkg/template) and text/template's builtins.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -15,6 +17,8 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
+
+from regbot.gotemplate_values import GoValue, RawJSON, compact_json, indent_json
 
 # ---------------------------------------------------------------------------------------
 # Go values and their printing (fmt's %v, strconv.Quote)
@@ -76,6 +80,10 @@ def type_name(value: Any) -> str:
         return "[]string" if all(isinstance(v, str) for v in value) else "[]interface {}"
     if isinstance(value, dict):
         return "map[string]interface {}"
+    if isinstance(value, bytes):
+        return "[]uint8"
+    if isinstance(value, GoValue):
+        return value.go_type
     return type(value).__name__
 
 
@@ -128,6 +136,11 @@ def _fmt_value(value: Any) -> str:
         return "[" + " ".join(_fmt_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "map[" + " ".join(f"{k}:{_fmt_value(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, bytes):
+        return "[" + " ".join(str(b) for b in value) + "]"
+    if isinstance(value, GoValue):
+        # Go prints a struct's fields; its JSON form says the same more readably.
+        return _json_value(value, "", 0)
     return str(value)
 
 
@@ -139,7 +152,7 @@ def print_result(value: Any) -> str:
 def truth(value: Any) -> bool:
     if value is None:
         return False
-    if isinstance(value, (bool, int, float, str, list, dict)):
+    if isinstance(value, (bool, int, float, str, list, dict, bytes)):
         return bool(value)
     return True
 
@@ -160,6 +173,13 @@ def _json_value(value: Any, indent: str, level: int) -> str:
     sep = ": " if indent else ":"
     if value is None:
         return "null"
+    if isinstance(value, GoValue):
+        return _json_value(value.go_json(), indent, level)
+    if isinstance(value, RawJSON):
+        text = compact_json(value.text)
+        return indent_json(text, indent, level) if indent else text
+    if isinstance(value, bytes):
+        return '"' + base64.b64encode(value).decode() + '"'  # Go encodes []byte as base64
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -238,6 +258,15 @@ def _fn_json(value: Any) -> str:
 
 def _fn_json_pretty(value: Any) -> str:
     return _json_value(value, "  ", 0) + "\n"
+
+
+def _fn_print_pretty(value: Any) -> str:
+    # regclient's printPretty: the type's MarshalPretty, else indented JSON.
+    if isinstance(value, GoValue):
+        pretty = value.go_pretty()
+        if pretty is not None:
+            return pretty
+    return _fn_json_pretty(value)
 
 
 def _fn_lower(text: Any) -> str:
@@ -340,7 +369,7 @@ def _fn_ge(a: Any, b: Any) -> bool:
 def _fn_len(item: Any) -> int:
     if isinstance(item, str):
         return len(item.encode("utf-8"))  # Go strings are bytes
-    if isinstance(item, (list, dict)):
+    if isinstance(item, (list, dict, bytes)):
         return len(item)
     raise ExecError(f"len of type {type_name(item)}")
 
@@ -426,6 +455,9 @@ def _format_verb(verb: str, flags: str, prec: str | None, arg: Any) -> str | Non
     if verb == "s":
         if isinstance(arg, str):
             return arg[: int(prec)] if prec else arg
+        if isinstance(arg, bytes):  # Go prints []byte as text with %s
+            text = arg.decode("utf-8", "surrogateescape")
+            return text[: int(prec)] if prec else text
         if isinstance(arg, list) and all(isinstance(a, str) for a in arg):
             return _fmt_value(arg)
         return None
@@ -446,8 +478,8 @@ def _format_verb(verb: str, flags: str, prec: str | None, arg: Any) -> str | Non
             if "#" in flags and verb in "xX":
                 text = ("0x" if verb == "x" else "0X") + text
             return ("-" if arg < 0 else ("+" if "+" in flags else "")) + text
-        if isinstance(arg, str) and verb in "xX":
-            text = arg.encode("utf-8").hex()
+        if isinstance(arg, (str, bytes)) and verb in "xX":
+            text = (arg if isinstance(arg, bytes) else arg.encode("utf-8")).hex()
             return text.upper() if verb == "X" else text
         return None
     if verb == "c":
@@ -555,6 +587,7 @@ FUNCS: dict[str, Func] = {
     "join": Func(_fn_join, 2, 2),
     "json": Func(_fn_json, 1, 1),
     "jsonPretty": Func(_fn_json_pretty, 1, 1),
+    "printPretty": Func(_fn_print_pretty, 1, 1),
     "lower": Func(_fn_lower, 1, 1),
     "split": Func(_fn_split, 2, 2),
     "trimSpace": Func(_fn_trim_space, 1, 1),
@@ -579,4 +612,4 @@ FUNCS: dict[str, Func] = {
     "js": Func(_fn_js, 0, None),
     "urlquery": Func(_fn_urlquery, 0, None),
 }
-UNSUPPORTED_FUNCS = {"call", "printPretty", "time"}
+UNSUPPORTED_FUNCS = {"call", "time"}

@@ -275,39 +275,58 @@ class _Exporter:
             reader.close()
 
 
-def export_tar(client: RegClient, ref: Reference, path: str) -> None:
-    """Write the image (or whole index) named by ref to the tar file at path.
+def export_tar(client: RegClient, ref: Reference, path: str, *, compress: bool = False) -> None:
+    """Write the image (or whole index) named by ref to the tar file at path (gzipped
+    with `compress`).
 
     The tar is written to a temp file beside path and renamed into place when complete,
     so a failure (e.g. a blob failing its digest check) leaves no partial tar.
     """
+    root = _export_root(client, ref)
+    target = os.path.abspath(path)
+    try:
+        with atomic_file(os.path.dirname(target), target) as out:
+            _write_tar(client, ref, root, out.fh, "w:gz" if compress else "w")
+    except FileNotFoundError as exc:
+        raise NotFound(ref, f"cannot write {path}: {exc.strerror}") from None
+    except PermissionError as exc:
+        raise RegistryError(ref, f"cannot write {path}: {exc.strerror}") from None
+    log.debug("%s: exported to %s", ref, path)
+
+
+def export_tar_stream(client: RegClient, ref: Reference, stream: BinaryIO, *,
+                      compress: bool = False) -> None:
+    """export_tar to a stream that cannot seek (standard output); a failure part way
+    leaves the stream cut short."""
+    root = _export_root(client, ref)
+    _write_tar(client, ref, root, stream, "w|gz" if compress else "w|")
+    log.debug("%s: exported to a stream", ref)
+
+
+def _export_root(client: RegClient, ref: Reference) -> Manifest:
     root = client.manifest_get(ref)
     if not root.raw:
         raise RegistryError(ref, "manifest has no body")
-    target = os.path.abspath(path)
+    return root
+
+
+def _write_tar(client: RegClient, ref: Reference, root: Manifest, fh: BinaryIO, mode: str) -> None:
     index_entry = root.descriptor().to_dict()
     index_entry["annotations"] = {
         ANNOTATION_IMAGE_NAME: docker_name(ref),
         ANNOTATION_REF_NAME: ref.tag or "latest",
     }
     index = {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [index_entry]}
-    try:
-        with atomic_file(os.path.dirname(target), target) as out, \
-                tarfile.open(fileobj=out.fh, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.copybufsize = CHUNK_SIZE
-            writer = _TarWriter(tar)
-            exporter = _Exporter(client, ref, writer)
-            writer.add_bytes(OCI_LAYOUT, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
-            writer.add_bytes(OCI_INDEX, json.dumps(index).encode())
-            entry = exporter.docker_entry(root)
-            if entry is not None:
-                writer.add_bytes(DOCKER_MANIFEST, json.dumps([entry]).encode())
-            exporter.manifest(root)
-    except FileNotFoundError as exc:
-        raise NotFound(ref, f"cannot write {path}: {exc.strerror}") from None
-    except PermissionError as exc:
-        raise RegistryError(ref, f"cannot write {path}: {exc.strerror}") from None
-    log.debug("%s: exported to %s", ref, path)
+    with tarfile.open(fileobj=fh, mode=mode, format=tarfile.PAX_FORMAT) as tar:
+        tar.copybufsize = CHUNK_SIZE
+        writer = _TarWriter(tar)
+        exporter = _Exporter(client, ref, writer)
+        writer.add_bytes(OCI_LAYOUT, json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+        writer.add_bytes(OCI_INDEX, json.dumps(index).encode())
+        entry = exporter.docker_entry(root)
+        if entry is not None:
+            writer.add_bytes(DOCKER_MANIFEST, json.dumps([entry]).encode())
+        exporter.manifest(root)
 
 
 # --------------------------------------------------------------------------- import

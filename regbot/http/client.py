@@ -96,6 +96,14 @@ class Response:
     def header_values(self, name: str) -> list[str]:
         return _header_values(self.raw, name)
 
+    def header_map(self) -> dict[str, list[str]]:
+        """Every header as Go's http.Header holds it: canonical names (`Etag`,
+        `Docker-Content-Digest`), each with its values in the order received."""
+        out: dict[str, list[str]] = {}
+        for name in self.raw.headers:
+            out.setdefault(canonical_header(name), []).extend(self.header_values(name))
+        return out
+
     def iter_bytes(self, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
         """The body in chunks; a broken connection raises TransportError."""
         try:
@@ -159,6 +167,11 @@ def _bodiless(raw: Any) -> bool:
     status = getattr(raw, "status_code", 0)
     headers = getattr(raw, "headers", None) or {}
     return status in (204, 304) or headers.get("Content-Length", "").strip() == "0"
+
+
+def canonical_header(name: str) -> str:
+    """textproto.CanonicalMIMEHeaderKey: each dash-separated word capitalised."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
 def _header_values(raw: requests.Response, name: str) -> list[str]:

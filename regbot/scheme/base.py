@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from regbot.types.descriptor import Descriptor
@@ -13,6 +14,19 @@ from regbot.types.ref import Reference
 # called, so an upload that failed part way can be sent again from the start.
 BlobSource = bytes | Callable[[], Iterable[bytes]]
 
+# Response headers as Go's http.Header holds them: canonical names, values in order.
+Headers = dict[str, list[str]]
+
+
+@dataclass
+class Listing:
+    """A tag or repository list with what the registry sent for its last page: the raw
+    body and headers (regctl's `raw`, `body` and `headers` formats show them)."""
+
+    names: list[str]
+    body: bytes = b""
+    headers: Headers = field(default_factory=dict)
+
 
 class BlobReader(Protocol):
     """A streamed blob. Iterating yields chunks; the digest (and size, when known) is
@@ -20,6 +34,7 @@ class BlobReader(Protocol):
     iteration ends, so a consumer never sees a corrupt blob complete."""
 
     descriptor: Descriptor
+    headers: Headers  # of the registry's response; empty for a file
 
     def __iter__(self) -> Iterator[bytes]: ...
 
@@ -50,6 +65,8 @@ class Scheme(Protocol):
 
     def blob_head(self, ref: Reference, digest: str) -> Descriptor: ...
 
+    def blob_head_with_headers(self, ref: Reference, digest: str) -> tuple[Descriptor, Headers]: ...
+
     def blob_get(self, ref: Reference, digest: str, size: int = -1) -> BlobReader: ...
 
     def blob_put(self, ref: Reference, descriptor: Descriptor, source: BlobSource) -> Descriptor:
@@ -60,9 +77,14 @@ class Scheme(Protocol):
 
     def tag_list(self, ref: Reference, limit: int | None = None, last: str | None = None) -> list[str]: ...
 
+    def tag_listing(self, ref: Reference, limit: int | None = None, last: str | None = None) -> Listing:
+        """tag_list with the raw body and headers of the last page (index.json for a layout)."""
+
     def tag_delete(self, ref: Reference) -> None: ...
 
     def repo_list(self, ref: Reference, limit: int | None = None, last: str | None = None) -> list[str]: ...
+
+    def repo_listing(self, ref: Reference, limit: int | None = None, last: str | None = None) -> Listing: ...
 
     def referrers(self, ref: Reference, artifact_type: str = "") -> list[Descriptor]: ...
 

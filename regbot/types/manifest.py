@@ -36,7 +36,8 @@ class Manifest:
     """A manifest as stored (`raw`), with its media type and digest.
 
     A manifest read by HEAD has `raw == b""` and only the descriptor fields set.
-    `ratelimit` holds what the registry said about pull limits on that request.
+    `ratelimit` holds what the registry said about pull limits on that request, `headers`
+    the response headers (Go's http.Header form; empty for an OCI layout).
     """
 
     media_type: str
@@ -44,6 +45,7 @@ class Manifest:
     size: int
     raw: bytes = b""
     ratelimit: RateLimit = field(default_factory=RateLimit)
+    headers: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_bytes(cls, raw: bytes, media_type: str = "", digest: str = "") -> Manifest:

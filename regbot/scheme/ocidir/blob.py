@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from regbot.errors import DigestMismatch, NotFound, TooLarge
-from regbot.scheme.base import BlobSource
+from regbot.scheme.base import BlobSource, Headers
 from regbot.scheme.ocidir.layout import Layout, atomic_file, check_digest
 from regbot.types.descriptor import Descriptor
 from regbot.types.ref import Reference
@@ -26,6 +26,7 @@ class FileBlobReader:
                  chunk_size: int = CHUNK_SIZE) -> None:
         self.ref = ref
         self.descriptor = descriptor
+        self.headers: Headers = {}  # a file has no response headers
         self._fh = fh
         self._chunk_size = chunk_size
         self._started = False
@@ -99,6 +100,9 @@ class BlobMixin:
                 ref, f"blob {digest or '(new)'} of {size} bytes exceeds the limit of "
                 f"{self.blob_limit} bytes"
             )
+
+    def blob_head_with_headers(self, ref: Reference, digest: str) -> tuple[Descriptor, Headers]:
+        return self.blob_head(ref, digest), {}
 
     def blob_head(self, ref: Reference, digest: str) -> Descriptor:
         layout = Layout(ref)

@@ -12,7 +12,7 @@ import urllib3
 
 from regbot.errors import DigestMismatch, RegbotError, RegistryError, TooLarge, TransportError
 from regbot.http.client import Request, Response
-from regbot.scheme.base import BlobSource
+from regbot.scheme.base import BlobSource, Headers
 from regbot.scheme.reg.common import RegBase
 from regbot.types.descriptor import Descriptor, hasher_for
 from regbot.types.ref import Reference
@@ -34,6 +34,7 @@ class RegBlobReader:
 
     def __init__(self, scheme: BlobMixin, ref: Reference, descriptor: Descriptor, resp: Response) -> None:
         self.descriptor = descriptor
+        self.headers = resp.header_map()
         self._scheme = scheme
         self._source = ref
         self._ref = _blob_ref(ref, descriptor.digest)
@@ -108,16 +109,20 @@ class RegBlobReader:
 
 class BlobMixin(RegBase):
     def blob_head(self, ref: Reference, digest: str) -> Descriptor:
+        return self.blob_head_with_headers(ref, digest)[0]
+
+    def blob_head_with_headers(self, ref: Reference, digest: str) -> tuple[Descriptor, Headers]:
         hasher_for(digest)
         resp = self._send(Request("HEAD", ref.registry, ref.repository, f"blobs/{digest}", mirrors=True, ref=ref))
         with resp:
             self._check(resp, (200,), _blob_ref(ref, digest), "head blob")
         length = resp.headers.get("Content-Length", "")
-        return Descriptor(
+        descriptor = Descriptor(
             media_type=resp.headers.get("Content-Type", "").split(";")[0].strip() or OCTET_STREAM,
             digest=digest,
             size=int(length) if length.isdigit() else -1,
         )
+        return descriptor, resp.header_map()
 
     def blob_get(self, ref: Reference, digest: str, size: int = -1) -> RegBlobReader:
         hasher_for(digest)

@@ -12,6 +12,7 @@ from regbot.errors import RegistryError
 from regbot.hosts import HostTable
 from regbot.http.client import HTTPClient, Request, Response
 from regbot.http.errors import error_for, parse_error_body
+from regbot.scheme.base import Headers, Listing
 
 ERROR_BODY_LIMIT = 64 * 1024
 JSON_LIMIT = 16 * 1024 * 1024  # tag lists and catalogs of big registries are large
@@ -48,32 +49,40 @@ class RegBase:
         body = resp.read_prefix(ERROR_BODY_LIMIT)
         raise error_for(resp.status, body, ref, action)
 
-    def _json(self, resp: Response, ref: object, action: str, limit: int = JSON_LIMIT) -> Any:
-        raw = resp.read(limit)
+    @staticmethod
+    def _body(resp: Response, ref: object, action: str, limit: int = JSON_LIMIT) -> bytes:
+        return resp.read(limit)
+
+    @staticmethod
+    def _parse_json(raw: bytes, ref: object, action: str) -> Any:
         try:
             return json.loads(raw)
         except ValueError:
             raise RegistryError(ref, f"{action}: the registry answered with invalid JSON") from None
 
-    def _paged(self, req: Request, key: str, action: str, limit: int | None, last: str | None) -> list[str]:
-        """Follow `Link: <...>; rel="next"` to the end, or until `limit` names."""
+    def _paged(self, req: Request, key: str, action: str, limit: int | None, last: str | None) -> Listing:
+        """Follow `Link: <...>; rel="next"` to the end, or until `limit` names; the last
+        page's body and headers come along."""
         names: list[str] = []
         current: Request | None = req
         pages = 0
+        body: bytes = b""
+        headers: Headers = {}
         while current is not None:
             resp = self._send(current)
             with resp:
                 if resp.status == 400 and current is req and any(k == "n" for k, _ in req.query):
                     # A page size above the server's maximum (docker-registry: catalog
                     # maxentries) is refused: ask without `n`, follow its pages instead.
-                    body = resp.read_prefix(ERROR_BODY_LIMIT)
-                    if parse_error_body(body)[0] == "PAGINATION_NUMBER_INVALID":
+                    error_body = resp.read_prefix(ERROR_BODY_LIMIT)
+                    if parse_error_body(error_body)[0] == "PAGINATION_NUMBER_INVALID":
                         req = replace(req, query=[(k, v) for k, v in req.query if k != "n"])
                         current = req
                         continue
-                    raise error_for(resp.status, body, req.ref, action)
+                    raise error_for(resp.status, error_body, req.ref, action)
                 self._check(resp, (200,), req.ref, action)
-                data = self._json(resp, req.ref, action)
+                body, headers = self._body(resp, req.ref, action), resp.header_map()
+                data = self._parse_json(body, req.ref, action)
                 page = data.get(key) if isinstance(data, dict) else None
                 names.extend(str(n) for n in page or [])
                 current = self._next_page(resp, req)
@@ -82,7 +91,7 @@ class RegBase:
                 break
             if pages > 100000:
                 raise RegistryError(req.ref, f"{action}: pagination does not end")
-        return page_filter(names, limit, last)
+        return Listing(page_filter(names, limit, last), body, headers)
 
     def _next_page(self, resp: Response, req: Request) -> Request | None:
         """The request for the `Link: <...>; rel="next"` page, on the host that answered."""

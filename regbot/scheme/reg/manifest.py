@@ -51,6 +51,7 @@ class ManifestMixin(RegBase):
         if ref.digest:
             manifest.digest = ref.digest
         manifest.ratelimit = ratelimit
+        manifest.headers = resp.header_map()
         return manifest
 
     def manifest_head(self, ref: Reference) -> Manifest:
@@ -77,6 +78,7 @@ class ManifestMixin(RegBase):
             size=int(length) if length.isdigit() else -1,
             raw=b"",
             ratelimit=ratelimit,
+            headers=resp.header_map(),
         )
 
     def manifest_put(self, ref: Reference, manifest: Manifest) -> None:

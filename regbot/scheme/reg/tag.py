@@ -10,6 +10,7 @@ import uuid
 from regbot.errors import NotFound, RegistryError
 from regbot.http.client import Request
 from regbot.http.errors import error_for, parse_error_body
+from regbot.scheme.base import Listing
 from regbot.scheme.reg.common import ERROR_BODY_LIMIT, RegBase, page_query
 from regbot.types.descriptor import Descriptor
 from regbot.types.manifest import MT_OCI_EMPTY, MT_OCI_MANIFEST, Manifest
@@ -26,6 +27,9 @@ _NO_TAG_DELETE_STATUS = (400, 404, 405, 501)
 
 class TagMixin(RegBase):
     def tag_list(self, ref: Reference, limit: int | None = None, last: str | None = None) -> list[str]:
+        return self.tag_listing(ref, limit, last).names
+
+    def tag_listing(self, ref: Reference, limit: int | None = None, last: str | None = None) -> Listing:
         req = Request(
             "GET", ref.registry, ref.repository, "tags/list",
             query=page_query(limit, last), headers={"Accept": "application/json"},
