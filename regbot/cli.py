@@ -40,6 +40,30 @@ def main(ctx: click.Context, config_file, dry_run, verbosity, logopt) -> None:
                "logopt": logopt}
 
 
+def _metrics_address(_ctx: Any, _param: Any, value: str | None) -> tuple[str, int] | None:
+    """`PORT` or `HOST:PORT` (all interfaces by default)."""
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r}: expected PORT or HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+_METRICS_OPTION = click.option(
+    "--metrics-port", "metrics_port", callback=_metrics_address, default=None,
+    envvar="REGBOT_METRICS_PORT", metavar="[HOST:]PORT",
+    help="Serve Prometheus metrics there (else $REGBOT_METRICS_PORT; default: none)")
+
+
+def _serve_metrics(address: tuple[str, int] | None) -> None:
+    if address:
+        from regbot import metrics
+
+        metrics.serve(address[1], address[0])
+        log.info("Metrics on %s:%d", address[0] or "*", address[1])
+
+
 def _cluster_options(func: Callable) -> Callable:
     """Where the cluster is: flags win over $REGBOT_BROKER_URL, $REGBOT_RESULT_BACKEND and
     $REGBOT_REDIS_URL (see workers/settings.py)."""
@@ -58,9 +82,10 @@ def _cluster_options(func: Callable) -> Callable:
 @main.command()
 @_common_options
 @_cluster_options
+@_METRICS_OPTION
 @click.pass_context
 def once(ctx: click.Context, broker: str | None, result_backend: str | None,
-         redis_url: str | None, **given: Any) -> None:
+         redis_url: str | None, metrics_port: tuple[str, int] | None, **given: Any) -> None:
     """Run each script once, ignoring schedules; exit 1 if any script failed.
 
     With a broker configured the scripts run on the cluster's workers and their log lines
@@ -74,6 +99,8 @@ def once(ctx: click.Context, broker: str | None, result_backend: str | None,
 
     options = RunOptions(dry_run=bool(settings.get("dry_run")))
     cluster = ClusterSettings.resolve(broker, result_backend, redis_url)
+    _serve_metrics(metrics_port)
+    rate_limits = None
     if cluster is None:
         from regbot.engine import Engine
 
@@ -81,6 +108,10 @@ def once(ctx: click.Context, broker: str | None, result_backend: str | None,
 
         def run(**kw: Any) -> list:
             return run_once(engine, options, **kw)
+
+        def rate_limits() -> dict:
+            names = {"docker.io", *(host.name for host in config.creds)}
+            return {name: engine.limits.last_ratelimit(name) for name in names}
     else:
         from workers.submit import run_cluster_once
 
@@ -91,7 +122,7 @@ def once(ctx: click.Context, broker: str | None, result_backend: str | None,
     if interactive:
         from regbot.display import LiveDisplay
 
-        with LiveDisplay(len(config.scripts), sys.stderr) as display:
+        with LiveDisplay(len(config.scripts), sys.stderr, rate_limits) as display:
             results = run(progress_for=display.for_script,
                           on_done=lambda _r: display.script_done())
     else:
@@ -114,10 +145,11 @@ _LOCK_TTL_OPTION = click.option(
 @click.option("-n", "--hostname", "node_name", default="%h", show_default=True,
               help="Cluster: node name (workers scripts@NAME and transfers@NAME)")
 @_LOCK_TTL_OPTION
+@_METRICS_OPTION
 @click.pass_context
 def server(ctx: click.Context, broker: str | None, result_backend: str | None,
            redis_url: str | None, transfers: int, node_name: str, lock_ttl: float | None,
-           **given: Any) -> None:
+           metrics_port: tuple[str, int] | None, **given: Any) -> None:
     """Run the scripts on their schedules until SIGINT or SIGTERM.
 
     With a broker configured this node runs a beat and a worker of the cluster (see
@@ -134,6 +166,7 @@ def server(ctx: click.Context, broker: str | None, result_backend: str | None,
     from regbot.engine import Engine
     from regbot.runner import RunOptions
 
+    _serve_metrics(metrics_port)
     scheduler = EmbeddedScheduler(Engine.embedded(config),
                                   RunOptions(dry_run=bool(settings.get("dry_run"))))
 

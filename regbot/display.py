@@ -1,9 +1,13 @@
-"""Live progress on a terminal: scripts, blobs and bytes, updated as copy units report."""
+"""Live progress on a terminal: scripts, copies, blobs, bytes and the registries' rate
+limits, updated as copies report. It stays one screen however many copies a run makes:
+totals and counts, never a line per copy."""
 
 from __future__ import annotations
 
 import threading
-from typing import IO
+import time
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -16,14 +20,20 @@ from rich.progress import (
 )
 
 from regbot.copy.progress import ProgressEvent, ProgressListener
+from regbot.types.ratelimit import RateLimit
+
+RATE_LIMIT_EVERY = 1.0  # seconds between two looks at the registries' rate limits
 
 
 class LiveDisplay:
-    """One line for the run (scripts done / total), one for blobs, one for bytes.
+    """A line for the run (scripts done / total), one for image copies (done / started,
+    how many in flight), one for blobs, one for bytes, and one with the rate limit left
+    at each registry that reports one (`rate_limits`: registry -> last RateLimit seen).
 
     With `total_scripts` None (one `regbot image copy`) the scripts line is left out."""
 
-    def __init__(self, total_scripts: int | None, stream: IO[str]) -> None:
+    def __init__(self, total_scripts: int | None, stream: IO[str],
+                 rate_limits: Callable[[], Mapping[str, RateLimit | None]] | None = None) -> None:
         self._console = Console(file=stream)
         self._progress = Progress(
             SpinnerColumn(),
@@ -44,7 +54,13 @@ class LiveDisplay:
         self._lock = threading.Lock()
         self._scripts = (None if total_scripts is None
                          else self._progress.add_task("scripts", total=total_scripts))
+        self._copies = self._progress.add_task("copies", total=0)
         self._blobs = self._progress.add_task("blobs", total=0)
+        self._in_flight = 0
+        self._failed_copies = 0
+        self._rate_limits = rate_limits
+        self._rate_text = ""
+        self._rate_checked = 0.0
         self._bytes_task = self._bytes.add_task("bytes", total=0)
         self._sent: dict[str, int] = {}
         self._live = None
@@ -57,8 +73,8 @@ class LiveDisplay:
         from rich.console import Group
         from rich.live import Live
 
-        self._live = Live(Group(self._progress, self._bytes), console=self._console,
-                          refresh_per_second=8)
+        self._live = Live(Group(self._progress, self._bytes, _Line(self._status_line)),
+                          console=self._console, refresh_per_second=8)
         self._live.__enter__()
         return self
 
@@ -72,6 +88,38 @@ class LiveDisplay:
 
     def for_script(self, name: str) -> ProgressListener:
         return _ScriptListener(self)
+
+    def _status_line(self) -> str:
+        """Copies in flight, and the rate limits left (looked up once a second)."""
+        now = time.monotonic()
+        if self._rate_limits is not None and now - self._rate_checked >= RATE_LIMIT_EVERY:
+            self._rate_checked = now
+            try:
+                limits = self._rate_limits()
+            except Exception:  # a display must never break the run it shows
+                limits = {}
+            self._rate_text = "  ".join(
+                f"{name} {rl.remain}/{rl.limit}" for name, rl in sorted(limits.items())
+                if rl is not None and rl.set)
+        with self._lock:
+            parts = [f"in flight: {self._in_flight} copies"]
+            if self._failed_copies:
+                parts.append(f"failed: {self._failed_copies}")
+        if self._rate_text:
+            parts.append(f"rate limit left: {self._rate_text}")
+        return "  ".join(parts)
+
+    def _copy_started(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            task = self._progress.tasks[self._copies]
+            self._progress.update(self._copies, total=(task.total or 0) + 1)
+
+    def _copy_ended(self, failed: bool) -> None:
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._failed_copies += failed
+            self._progress.advance(self._copies)
 
     # --- called from copy worker threads ---
 
@@ -106,9 +154,27 @@ class LiveDisplay:
             self._progress.advance(self._blobs)
 
 
+class _Line:
+    """A renderable line whose text is asked for at each refresh."""
+
+    def __init__(self, text: Callable[[], str]) -> None:
+        self._text = text
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        return Text(self._text(), style="progress.description")
+
+
 class _ScriptListener(ProgressListener):
     def __init__(self, display: LiveDisplay) -> None:
         self._display = display
+
+    def copy_started(self, event: ProgressEvent) -> None:
+        self._display._copy_started()
+
+    def copy_ended(self, event: ProgressEvent) -> None:
+        self._display._copy_ended(bool(event.error))
 
     def started(self, event: ProgressEvent) -> None:
         self._display._started(event)

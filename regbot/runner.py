@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from regbot import metrics
 from regbot.copy.executors import RunTag
 from regbot.errors import RegbotError, ScriptError, ScriptTimeout
 from regbot.logs import TRACE, ScriptLogger, script_context
@@ -170,6 +171,7 @@ def run_script(
             # RunStats' counters are ScriptResult fields of the same names.
             result = replace(result, **asdict(sandbox.stats))
         result.duration = round(time.monotonic() - start, 3)
+    metrics.script_done(result.status, result.duration)
     _log_result(log, result)
     return result
 

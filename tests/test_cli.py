@@ -164,6 +164,8 @@ def test_once_on_a_terminal_shows_live_progress_and_table(tmp_path):
     # the live display's lines: scripts done of total, blobs done of total
     assert re.search(r"scripts\s.*\b3/3\b", text), text
     assert re.search(r"blobs\s.*\b(\d+)/\1\b", text), text
+    assert re.search(r"copies\s.*\b(\d+)/\1\b", text), text  # every image copy ended
+    assert "in flight: 0 copies" in text
     assert "regbot summary" in text  # the table title
     assert "mirror minor versions" in text
     assert (tmp_path / "regbot-demo" / "library" / "alpine" / "index.json").exists()
@@ -188,3 +190,22 @@ def test_demo_command_from_readme_then_dry_run_changes_nothing(tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert "dry-run=true" in dry.stderr
     assert _layout_files(out) == before
+
+
+def test_live_display_status_line_counts_copies_and_rate_limits():
+    import io
+
+    from regbot.copy.progress import ProgressEvent
+    from regbot.display import LiveDisplay
+    from regbot.types.ratelimit import RateLimit
+
+    limits = {"docker.io": RateLimit(set=True, limit=100, remain=76), "registry:5000": None}
+    display = LiveDisplay(1, io.StringIO(), lambda: limits)
+    listener = display.for_script("s")
+    for n in range(3):
+        listener.copy_started(ProgressEvent.for_copy(str(n), "a", "b"))
+    listener.copy_ended(ProgressEvent.for_copy("0", "a", "b"))
+    listener.copy_ended(ProgressEvent.for_copy("1", "a", "b", error="copy failed"))
+    line = display._status_line()
+    assert "in flight: 1 copies" in line and "failed: 1" in line
+    assert "rate limit left: docker.io 76/100" in line and "registry:5000" not in line

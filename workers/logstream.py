@@ -29,7 +29,8 @@ log = logging.getLogger("regbot.workers")
 
 STREAM_MAXLEN = 50_000  # entries kept per run (approximate trim)
 STREAM_TTL = 24 * 3600  # seconds a run's stream outlives its last entry
-PROGRESS_EVENTS = ("started", "bytes_done", "skipped", "mounted", "finished", "failed")
+PROGRESS_EVENTS = ("started", "bytes_done", "skipped", "mounted", "finished", "failed",
+                   "copy_started", "copy_ended")
 
 
 class RunStream:
@@ -154,6 +155,12 @@ class StreamProgress(ProgressListener):
 
     def failed(self, event: ProgressEvent) -> None:
         self._send("failed", event)
+
+    def copy_started(self, event: ProgressEvent) -> None:
+        self._send("copy_started", event)
+
+    def copy_ended(self, event: ProgressEvent) -> None:
+        self._send("copy_ended", event)
 
 
 _level_guard = threading.Lock()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from regbot import metrics
 from regbot.copy.cancel import CancelToken
 from regbot.copy.errors import CopyCancelled, CopyError
 from regbot.copy.progress import ProgressEvent, ProgressListener
@@ -68,16 +69,23 @@ def execute_unit(
     cancel = cancel or CancelToken()
     for attempt in itertools.count(1):
         try:
-            return _execute_once(client, unit, progress, cancel, progress_interval)
+            result = _execute_once(client, unit, progress, cancel, progress_interval)
+            metrics.unit_done(unit.kind, result.status, result.bytes)
+            return result
         except CopyCancelled:
             raise
         except (TransportError, LimitError) as exc:
             if isinstance(exc, LimitTimeout) or attempt >= attempts:
+                metrics.unit_failed(unit.kind)
                 raise
+            metrics.unit_retried(unit.kind)
             delay = retry_base * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
             log.warning("%s failed, retrying in %.1fs (attempt %d of %d): %s",
                         unit.describe(), delay, attempt, attempts, " ".join(str(exc).split()))
             cancel.sleep(delay, unit.describe())
+        except RegbotError:
+            metrics.unit_failed(unit.kind)
+            raise
     raise AssertionError("unreachable")
 
 

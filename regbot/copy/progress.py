@@ -35,6 +35,10 @@ class ProgressEvent:
     error: str = ""
 
     @classmethod
+    def for_copy(cls, copy_id: str, src: str, tgt: str, error: str = "") -> ProgressEvent:
+        return cls("image", copy_id, src, tgt, "", 0, 0, error)
+
+    @classmethod
     def for_unit(cls, unit: Unit, bytes_done: int = 0, error: str = "") -> ProgressEvent:
         return cls(unit.kind, unit.id, unit.src, unit.tgt, unit.digest, unit.size,
                    bytes_done, error)
@@ -64,6 +68,14 @@ class ProgressListener:
 
     def failed(self, event: ProgressEvent) -> None:
         pass
+
+    # A whole image copy (kind "image", no digest or size), around its units' events.
+
+    def copy_started(self, event: ProgressEvent) -> None:
+        pass
+
+    def copy_ended(self, event: ProgressEvent) -> None:
+        """The copy is over: `error` says why when it failed."""
 
 
 class CompositeListener(ProgressListener):
@@ -95,6 +107,14 @@ class CompositeListener(ProgressListener):
     def failed(self, event: ProgressEvent) -> None:
         for lst in self.listeners:
             lst.failed(event)
+
+    def copy_started(self, event: ProgressEvent) -> None:
+        for lst in self.listeners:
+            lst.copy_started(event)
+
+    def copy_ended(self, event: ProgressEvent) -> None:
+        for lst in self.listeners:
+            lst.copy_ended(event)
 
 
 @dataclass

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from typing import Any
 
+from regbot import metrics
 from regbot.durations import DurationError, format_duration, parse_duration
 from regbot.errors import RegbotError
 from regbot.sandbox import manifest as manifest_mod
@@ -158,11 +160,24 @@ def copy(sb: Sandbox, src_value: Any, tgt_value: Any, opts_value: Any) -> None:
 def _copy_now(sb: Sandbox, src: Reference, tgt: Reference, options: Any,
               head: Manifest | None) -> None:
     """One copy, on a thread of the run's copy window."""
-    from regbot.copy import copy_image
+    from regbot.copy import ProgressEvent, copy_image
 
-    result = copy_image(sb.engine_client, src, tgt, options, executor=sb.executor,
-                        progress=sb.progress, cancel=sb.cancel_token(), run=sb.run_tag,
-                        source_head=head)
+    progress = sb.progress
+    event = ProgressEvent.for_copy(uuid.uuid4().hex, src.common_name(), tgt.common_name())
+    if progress is not None:
+        progress.copy_started(event)
+    try:
+        result = copy_image(sb.engine_client, src, tgt, options, executor=sb.executor,
+                            progress=progress, cancel=sb.cancel_token(), run=sb.run_tag,
+                            source_head=head)
+    except BaseException as exc:
+        metrics.copy_done("failed")
+        if progress is not None:
+            progress.copy_ended(replace(event, error=" ".join(str(exc).split())[:300]))
+        raise
+    metrics.copy_done("up_to_date" if result.skipped else "copied")
+    if progress is not None:
+        progress.copy_ended(event)
     sb.count(images_copied=0 if result.skipped else 1, blobs_copied=result.blobs_copied,
              blobs_skipped=result.blobs_skipped, blobs_mounted=result.blobs_mounted,
              bytes_copied=result.bytes_copied)

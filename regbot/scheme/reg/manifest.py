@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from regbot import metrics
 from regbot.errors import DigestMismatch, RegbotError, RegistryError, TooLarge
 from regbot.http.client import Request, Response
 from regbot.scheme.reg.common import RegBase
@@ -121,6 +122,7 @@ class ManifestMixin(RegBase):
         if ratelimit.set or resp.headers.get("RateLimit-Limit"):
             # Only registries that report limits are recorded (no store write otherwise).
             self.limits.record_ratelimit(resp.host.name, ratelimit)
+            metrics.rate_limit(resp.host.name, ratelimit.remain, ratelimit.limit)
         return ratelimit
 
 
