@@ -359,7 +359,7 @@ def test_image_copy_options_map_to_copy_options(client, monkeypatch):
 
     seen = []
 
-    def fake_copy(cl, src, tgt, options=None, *, executor=None, progress=None, cancel=None, run=None):
+    def fake_copy(cl, src, tgt, options=None, *, executor=None, progress=None, cancel=None, run=None, source_head=None):
         seen.append((str(src), str(tgt), options, cancel))
         return CopyResult(skipped=False, blobs_copied=2, blobs_skipped=1, blobs_mounted=3,
                           bytes_copied=99)
