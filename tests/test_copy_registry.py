@@ -311,6 +311,36 @@ def test_short_read_is_resumed_and_verified(registry, registry2, repo):
     assert has_image(registry2.host, repo, img, "v1")
 
 
+def test_each_byte_is_hashed_once_per_copy(registry, registry2, repo, monkeypatch):
+    """The GET verifies the layer; the target registry verifies the PUT's digest, so the
+    upload does not hash the same bytes again (an upload from elsewhere still does)."""
+    import hashlib
+
+    img = build_image(layers=1, layer_size=3 * 1024 * 1024)
+    push_image(registry.host, repo, img, "v1")
+    hashed = [0]
+    real_new = hashlib.new
+
+    class Counting:
+        def __init__(self, name: str, data: bytes = b"") -> None:
+            self._h = real_new(name)
+            self.update(data)
+
+        def update(self, data: bytes) -> None:
+            hashed[0] += len(data)
+            self._h.update(data)
+
+        def hexdigest(self) -> str:
+            return self._h.hexdigest()
+
+    monkeypatch.setattr(hashlib, "new", Counting)
+    client = make_client(registry, registry2)
+    copy_image(client, R(f"{registry.host}/{repo}:v1"), R(f"{registry2.host}/{repo}:v1"))
+    assert has_image(registry2.host, repo, img, "v1")
+    layer = len(img.blobs[img.layers[0]["digest"]])
+    assert layer <= hashed[0] < layer + 64 * 1024  # the layer once, plus config and manifest
+
+
 def test_corrupt_source_blob_fails_without_manifest(registry, registry2, repo):
     img = build_image(layers=2, layer_size=100000)
     push_image(registry.host, repo, img, "v1")

@@ -194,3 +194,29 @@ def test_connection_refused_is_retried_then_reported():
     assert "connection refused" in text and "after 3 attempts" in text
     assert "the-ref" in text and "s3cr3t" not in text
     assert len(sleeps) == 2
+
+
+def test_connections_are_reused_after_bodiless_and_read_answers(servers):
+    """HEADs, empty answers and fully read bodies hand their connection back to the pool;
+    only an answer left unread (a blob not wanted after all) costs its connection."""
+    ports: list[int] = []
+
+    def answer(h):
+        ports.append(h.client_address[1])
+        if h.method == "HEAD":
+            return 200, {"Content-Length": "5"}, b""
+        if h.path.endswith("/empty"):
+            return 202, {"Content-Length": "0"}, b""
+        return 200, {"Content-Type": "text/plain"}, b"x" * 100_000
+
+    srv = servers(answer)
+    http = client([plain(srv.host)])
+    for _ in range(3):
+        http.send(Request("HEAD", srv.host, "lib/app", "manifests/v1", ref="x")).close()
+        http.send(Request("POST", srv.host, "lib/app", "empty", body=b"", length=0, ref="x")).close()
+        with http.send(Request("GET", srv.host, "lib/app", "full", ref="x")) as resp:
+            assert len(resp.read()) == 100_000
+    assert len(set(ports)) == 1, ports
+    http.send(Request("GET", srv.host, "lib/app", "full", ref="x")).close()  # left unread
+    http.send(Request("HEAD", srv.host, "lib/app", "manifests/v1", ref="x")).close()
+    assert len(set(ports)) == 2

@@ -31,7 +31,7 @@ from regbot.errors import (
     RegistryError,
     TransportError,
 )
-from regbot.scheme.base import BlobReader
+from regbot.scheme.base import BlobReader, VerifiedOpener
 from regbot.types.descriptor import Descriptor, digest_of
 from regbot.types.manifest import Manifest
 from regbot.types.ref import Reference
@@ -199,7 +199,7 @@ def blob_present(client: RegClient, tgt: Reference, digest: str) -> bool:
     return True
 
 
-class _Source:
+class _Source(VerifiedOpener):
     """The upload's source: a callable opening a fresh, verified stream of the source blob
     at each call, so an upload retried by the scheme reads the blob again from the start.
 

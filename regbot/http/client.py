@@ -1,4 +1,4 @@
-"""HTTP transport for registries: per-host sessions, TLS, auth, redirects, retries, mirrors.
+"""HTTP transport for registries: per-host connection pools (urllib3), TLS, auth, redirects, retries, mirrors.
 
 Schemes describe a call with `Request` (registry name, repository, path, body); this
 module turns it into URLs on the right host (mirrors first for reads), applies the
@@ -20,18 +20,17 @@ import ssl
 import tempfile
 import threading
 import time
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from regbot.errors import RegistryError, TooLarge, TransportError
-from regbot.hosts import TLS_DISABLED, TLS_ENABLED, TLS_INSECURE, Host, HostTable
+from regbot.hosts import TLS_DISABLED, TLS_INSECURE, Host, HostTable
 from regbot.http.auth import Authenticator, Reply, TokenCall, is_local, repository_scope
 
 log = logging.getLogger(__name__)
@@ -73,28 +72,29 @@ class Request:
 
 
 class Response:
-    """A response with its body not read yet; `host` is the Host that answered."""
+    """A response with its body not read yet; `host` is the Host that answered, `url`
+    the URL that answered (after redirects), `request_url` the one asked (before them,
+    for a resumed Range request)."""
 
-    def __init__(self, raw: requests.Response, host: Host, request_url: str, ref: object) -> None:
+    def __init__(self, raw: urllib3.BaseHTTPResponse, host: Host, request_url: str, ref: object,
+                 url: str = "", *, bodiless: bool = False) -> None:
         self.raw = raw
         self.host = host
-        self.request_url = request_url  # before redirects, for a resumed (Range) request
+        self.request_url = request_url
+        self.url = url or request_url
         self.ref = ref
+        self._bodiless = bodiless
 
     @property
     def status(self) -> int:
-        return self.raw.status_code
+        return self.raw.status
 
     @property
     def headers(self) -> Any:
         return self.raw.headers
 
-    @property
-    def url(self) -> str:
-        return self.raw.url
-
     def header_values(self, name: str) -> list[str]:
-        return _header_values(self.raw, name)
+        return list(self.raw.headers.getlist(name))
 
     def header_map(self) -> dict[str, list[str]]:
         """Every header as Go's http.Header holds it: canonical names (`Etag`,
@@ -104,11 +104,19 @@ class Response:
             out.setdefault(canonical_header(name), []).extend(self.header_values(name))
         return out
 
-    def iter_bytes(self, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+    def iter_available(self) -> Iterator[bytes]:
+        """Chunks of up to READ_CHUNK bytes as they arrive: large on a fast network (few
+        Python calls per GiB), small on a slow one (progress and cancellation stay
+        prompt). Transport errors are raised as they are (a blob read resumes on them)."""
+        read1 = self.raw.read1
+        while chunk := read1(READ_CHUNK):
+            yield chunk
+
+    def iter_bytes(self) -> Iterator[bytes]:
         """The body in chunks; a broken connection raises TransportError."""
         try:
-            yield from self.raw.iter_content(chunk_size)
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            yield from self.iter_available()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransportError(self.ref, f"reading the response failed: {describe(exc)}") from None
 
     def read(self, limit: int | None = None) -> bytes:
@@ -130,24 +138,25 @@ class Response:
         """At most `limit` bytes of the body (an error body), never raising; closes."""
         data = b""
         try:
-            for chunk in self.raw.iter_content(READ_CHUNK):
+            for chunk in self.iter_available():
                 data += chunk
                 if len(data) >= limit:
                     break
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        except (urllib3.exceptions.HTTPError, OSError):
             pass
         self.close()
         return data[:limit]
 
     def close(self) -> None:
-        if _bodiless(self.raw):
-            # requests closes the connection of a response whose body was not read, so
-            # every HEAD, upload POST and blob PUT cost a new connection (a TLS handshake
-            # on real registries). With nothing to read, marking it read lets the
-            # connection go back to the pool instead.
-            with contextlib.suppress(Exception):  # a broken connection is just closed
-                _ = self.raw.content
-        self.raw.close()
+        """Give the connection back to its pool: as it is when the body was read to its
+        end or there is none (HEAD, 204/304, `Content-Length: 0`), closed otherwise
+        (reading on could mean a whole blob)."""
+        raw = self.raw
+        if self._bodiless or raw.status in (204, 304) or _ended(raw):
+            raw.drain_conn()  # nothing left to wait for: the connection is reusable
+        else:
+            raw.close()
+        raw.release_conn()
 
     def __enter__(self) -> Response:
         return self
@@ -156,17 +165,11 @@ class Response:
         self.close()
 
 
-def _bodiless(raw: Any) -> bool:
-    """True for an unread response that has no body to read: HEAD, 204/304, or
-    `Content-Length: 0` (reading it never waits on the server)."""
-    if getattr(raw, "_content_consumed", True):
-        return False
-    request = getattr(raw, "request", None)
-    if request is not None and request.method == "HEAD":
+def _ended(raw: urllib3.BaseHTTPResponse) -> bool:
+    """True once nothing is left to read of the body (or it is empty)."""
+    if raw.headers.get("Content-Length", "").strip() == "0":
         return True
-    status = getattr(raw, "status_code", 0)
-    headers = getattr(raw, "headers", None) or {}
-    return status in (204, 304) or headers.get("Content-Length", "").strip() == "0"
+    return bool(raw.closed) or raw.length_remaining == 0
 
 
 def canonical_header(name: str) -> str:
@@ -174,29 +177,7 @@ def canonical_header(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
-def _header_values(raw: requests.Response, name: str) -> list[str]:
-    getlist = getattr(getattr(raw.raw, "headers", None), "getlist", None)
-    if getlist is not None:
-        return list(getlist(name))
-    value = raw.headers.get(name)
-    return [value] if value else []
-
-
 # --- bodies --------------------------------------------------------------------------
-
-
-class _SizedIter:
-    """An iterator with a length, so requests sends Content-Length, not chunked."""
-
-    def __init__(self, it: Iterator[bytes], length: int) -> None:
-        self._it = it
-        self._length = length
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._it
-
-    def __len__(self) -> int:
-        return self._length
 
 
 class _Body:
@@ -218,8 +199,10 @@ class _Body:
 
     def open(self) -> Any:
         body = self.body
-        if body is None or isinstance(body, bytes | bytearray):
+        if body is None or isinstance(body, bytes):
             return body
+        if isinstance(body, bytearray):
+            return bytes(body)
         if callable(body):
             it = self._track(iter(body()))
         else:
@@ -232,7 +215,7 @@ class _Body:
             for _ in it:
                 pass
             return b""
-        return _SizedIter(it, self.length) if self.length is not None else it
+        return it
 
     def _track(self, it: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in it:
@@ -260,31 +243,18 @@ class _Backoff:
     until: float = 0.0
 
 
-class _TLSAdapter(HTTPAdapter):
-    """An adapter whose connections use one prepared SSL context."""
-
-    def __init__(self, context: ssl.SSLContext | None, **kwargs: Any) -> None:
-        self._context = context
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        if self._context is not None:
-            kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        if self._context is not None:
-            kwargs["ssl_context"] = self._context
-        return super().proxy_manager_for(proxy, **kwargs)
-
-
-def _no_auth(request: Any) -> Any:
-    """A session-wide no-op auth: keeps requests from adding ~/.netrc credentials."""
-    return request
+def environ_proxy(url: str) -> str | None:
+    """The proxy the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`)
+    gives for `url`, or None."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    if not proxies or urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+        return None
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 class HTTPClient:
-    """Thread safe. One pooled `requests.Session` per host (pool sized to its
+    """Thread safe. One urllib3 connection pool manager per host (pools sized to its
     concurrency), backoff state per host, auth state per host (and repository when
     `repoAuth`)."""
 
@@ -309,10 +279,10 @@ class HTTPClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
-        self.timeout = (connect_timeout, read_timeout)
+        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._sessions: dict[str, requests.Session] = {}
+        self._pools: dict[str, urllib3.PoolManager] = {}
         self._backoff: dict[str, _Backoff] = {}
         self._auth: dict[tuple[str, str], Authenticator] = {}
 
@@ -355,13 +325,13 @@ class HTTPClient:
         """Close pooled connections of one registry (and its mirrors), or all."""
         with self._lock:
             if registry is None:
-                names = list(self._sessions)
+                names = list(self._pools)
             else:
                 host = self.hosts.get(registry)
                 names = [host.name, *host.mirrors]
-            sessions = [self._sessions.pop(n) for n in names if n in self._sessions]
-        for session in sessions:
-            session.close()
+            pools = [self._pools.pop(n) for n in names if n in self._pools]
+        for pool in pools:
+            pool.clear()
 
     # --- one host ---
 
@@ -384,7 +354,7 @@ class HTTPClient:
         call = _Call(req.method, url, headers, _Body(req.body, req.length))
         auth = self._authenticator(host, repo)
         flow = auth.flow(call, scopes)
-        pending: requests.Response | None = None
+        pending: Response | None = None
         out = next(flow)
         try:
             while True:
@@ -396,10 +366,8 @@ class HTTPClient:
                         if not call.body.resendable:
                             raise TransportError(req.ref, f"{req.method} needs authentication but its body cannot be sent again")
                     pending = self._transport(host, call, req.ref, auth.host_netloc, retries)
-                    reply = Reply(
-                        pending.status_code, pending.headers, raw=pending,
-                        header_values=lambda name, raw=pending: _header_values(raw, name),
-                    )
+                    reply = Reply(pending.status, pending.headers, raw=pending,
+                                  header_values=pending.header_values)
                 out = flow.send(reply)
         except StopIteration as stop:
             final: Reply = stop.value
@@ -407,7 +375,7 @@ class HTTPClient:
             if pending is not None:
                 pending.close()
             raise
-        return Response(final.raw, host, url, req.ref)
+        return final.raw
 
     def _build_url(self, host: Host, req: Request, repo: str, upstream: Host) -> str:
         path = "/v2/"
@@ -443,23 +411,23 @@ class HTTPClient:
         body = urlencode(token_call.form).encode() if token_call.form is not None else None
         headers = {"User-Agent": self.user_agent, "Accept": "application/json", **token_call.headers}
         call = _Call(token_call.method, url, headers, _Body(body, len(body) if body else None))
-        raw = self._transport(host, call, ref, urlsplit(url).netloc, retries)
-        with raw:
+        resp = self._transport(host, call, ref, urlsplit(url).netloc, retries)
+        with resp:
             data = b""
             try:
-                for chunk in raw.iter_content(READ_CHUNK):
+                for chunk in resp.iter_available():
                     data += chunk
                     if len(data) > MAX_TOKEN_BODY:
                         break
-            except (requests.RequestException, OSError) as exc:
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise TransportError(host.name, f"reading the token answer failed: {describe(exc)}") from None
-            return Reply(raw.status_code, raw.headers, body=data)
+            return Reply(resp.status, resp.headers, body=data)
 
     # --- transport: slots, retries, redirects ---
 
     def _transport(
         self, host: Host, call: _Call, ref: object, auth_netloc: str, retries: int
-    ) -> requests.Response:
+    ) -> Response:
         attempt = 0
         while True:
             self._wait_backoff(host)
@@ -467,9 +435,9 @@ class HTTPClient:
             try:
                 with self.limits.request_slot(host.name, host.concurrency, host.req_per_sec):
                     resp = self._follow(host, call, data, ref, auth_netloc)
-            except requests.exceptions.SSLError as exc:
+            except urllib3.exceptions.SSLError as exc:
                 raise TransportError(ref, f"{call.method} {_safe_url(call.url)}: TLS failed: {describe(exc)}") from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
                 attempt += 1
                 self._fail(host, None)
                 if attempt > retries or not call.body.resendable:
@@ -479,19 +447,19 @@ class HTTPClient:
                     ) from None
                 log.info("%s %s: %s, retrying (%d)", call.method, _safe_url(call.url), describe(exc), attempt)
                 continue
-            if resp.status_code in RETRY_STATUS:
+            if resp.status in RETRY_STATUS:
                 attempt += 1
                 self._fail(host, self._retry_after(resp.headers.get("Retry-After")))
                 if attempt > retries or not call.body.resendable:
                     return resp
-                log.info("%s %s: HTTP %d, retrying (%d)", call.method, _safe_url(call.url), resp.status_code, attempt)
+                log.info("%s %s: HTTP %d, retrying (%d)", call.method, _safe_url(call.url), resp.status, attempt)
                 resp.close()
                 continue
             self._succeed(host)
             return resp
 
-    def _follow(self, host: Host, call: _Call, data: Any, ref: object, auth_netloc: str) -> requests.Response:
-        session = self._session(host)
+    def _follow(self, host: Host, call: _Call, data: Any, ref: object, auth_netloc: str) -> Response:
+        pools = self._pools_of(host)
         method, url = call.method, call.url
         headers = dict(call.headers)
         authorization = headers.pop("Authorization", None)
@@ -499,22 +467,23 @@ class HTTPClient:
             sent = dict(headers)
             if authorization and urlsplit(url).netloc == auth_netloc:
                 sent["Authorization"] = authorization
-            elsewhere = urlsplit(url).netloc != urlsplit(call.url).netloc
-            resp = session.request(
-                method, url, headers=sent, data=data, stream=True,
-                allow_redirects=False, timeout=self.timeout,
-                verify=session.verify if host.tls != TLS_INSECURE else False,
-                # a redirect to another host (blob storage) gets that host's proxy
-                proxies=requests.utils.get_environ_proxies(url) if elsewhere else None,
+            if data is not None and call.body.length is not None:
+                sent["Content-Length"] = str(call.body.length if data else 0)
+            elif data is None and method in ("POST", "PUT", "PATCH"):
+                sent["Content-Length"] = "0"
+            raw = pools.request(
+                method, url, headers=sent, body=data, preload_content=False,
+                redirect=False, retries=False, timeout=self.timeout,
             )
-            log.debug("%s %s -> %d", method, _safe_url(url), resp.status_code)
+            resp = Response(raw, host, call.url, ref, url, bodiless=method == "HEAD")
+            log.debug("%s %s -> %d", method, _safe_url(url), resp.status)
             location = resp.headers.get("Location")
-            if resp.status_code not in REDIRECT_STATUS or not location:
+            if resp.status not in REDIRECT_STATUS or not location:
                 return resp
             target = urljoin(url, location)
             resp.close()
             _check_redirect(url, target, ref)
-            if resp.status_code == 303 or (resp.status_code in (301, 302) and method not in ("GET", "HEAD")):
+            if resp.status == 303 or (resp.status in (301, 302) and method not in ("GET", "HEAD")):
                 method, data = "GET", None
                 headers = {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
             elif data is not None:
@@ -567,39 +536,21 @@ class HTTPClient:
         with self._lock:
             state.failures = 0
 
-    # --- sessions and TLS ---
+    # --- connection pools and TLS ---
 
-    def _session(self, host: Host) -> requests.Session:
+    def _pools_of(self, host: Host) -> _HostPools:
         with self._lock:
-            session = self._sessions.get(host.name)
-            if session is None:
-                session = self._new_session(host)
-                self._sessions[host.name] = session
-            return session
-
-    def _new_session(self, host: Host) -> requests.Session:
-        context = None
-        if host.tls != TLS_DISABLED:
-            context = self._ssl_context(host)
-        session = requests.Session()
-        session.auth = _no_auth
-        # The environment (proxies, CA bundle) is read once per host here, not by requests
-        # on every call: that lookup walked os.environ for each request.
-        session.trust_env = False
-        session.proxies = requests.utils.get_environ_proxies(host.base_url)
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle and host.tls == TLS_ENABLED:
-            session.verify = bundle
-        adapter = _TLSAdapter(
-            context, pool_connections=4, pool_maxsize=max(host.concurrency, 1), max_retries=0
-        )
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
+            pools = self._pools.get(host.name)
+            if pools is None:
+                context = self._ssl_context(host) if host.tls != TLS_DISABLED else None
+                pools = _HostPools(context, max(host.concurrency, 1))
+                self._pools[host.name] = pools
+            return pools
 
     def _ssl_context(self, host: Host) -> ssl.SSLContext:
         material = self.hosts.tls_material(host.name)
         context = ssl.create_default_context()
+        _trust_bundles(context)
         if host.tls == TLS_INSECURE:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -613,6 +564,54 @@ class HTTPClient:
         if material.client_cert and material.client_key:
             _load_client_pair(context, material.client_cert, material.client_key, host.name)
         return context
+
+
+class _HostPools:
+    """The connection pools of one registry host: direct, or through the proxy the
+    environment names for a URL (read once per proxy, not on every request). A redirect
+    to another host (blob storage) goes through that host's own proxy."""
+
+    def __init__(self, context: ssl.SSLContext | None, maxsize: int) -> None:
+        self._options: dict[str, Any] = {"maxsize": maxsize, "block": False, "retries": False}
+        if context is not None:
+            self._options["ssl_context"] = context
+        self._direct = urllib3.PoolManager(num_pools=4, **self._options)
+        self._proxied: dict[str, urllib3.ProxyManager] = {}
+        self._lock = threading.Lock()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        proxy = environ_proxy(url)
+        return self._manager(proxy).urlopen(method, url, **kwargs)
+
+    def _manager(self, proxy: str | None) -> urllib3.PoolManager:
+        if proxy is None:
+            return self._direct
+        with self._lock:
+            manager = self._proxied.get(proxy)
+            if manager is None:
+                manager = urllib3.ProxyManager(proxy, num_pools=4, **self._options)
+                self._proxied[proxy] = manager
+            return manager
+
+    def clear(self) -> None:
+        self._direct.clear()
+        for manager in self._proxied.values():
+            manager.clear()
+
+
+def _trust_bundles(context: ssl.SSLContext) -> None:
+    """The CA bundle a Python HTTP user expects besides the system's: `REQUESTS_CA_BUNDLE`
+    or `CURL_CA_BUNDLE` when set, certifi's when the system has no CA store at all."""
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        context.load_verify_locations(cafile=bundle)
+        return
+    paths = ssl.get_default_verify_paths()
+    if not (paths.cafile and os.path.exists(paths.cafile)) and not (paths.capath and os.path.isdir(paths.capath)):
+        with contextlib.suppress(ImportError):
+            import certifi  # only where the system trusts nothing
+
+            context.load_verify_locations(cafile=certifi.where())
 
 
 def _load_client_pair(context: ssl.SSLContext, cert: str, key: str, name: str) -> None:
@@ -677,7 +676,7 @@ def describe(exc: BaseException) -> str:
         return reason
     if isinstance(best, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(best, TimeoutError | requests.Timeout | urllib3.exceptions.TimeoutError):
+    if isinstance(best, TimeoutError | urllib3.exceptions.TimeoutError):
         return "timed out"
     text = str(best)
     if "?" in text:

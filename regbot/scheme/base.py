@@ -14,6 +14,15 @@ from regbot.types.ref import Reference
 # called, so an upload that failed part way can be sent again from the start.
 BlobSource = bytes | Callable[[], Iterable[bytes]]
 
+
+class VerifiedOpener:
+    """A blob source whose every stream is checked against the blob's digest and size as
+    it is read (it relays a BlobReader): an upload need not hash those bytes again, so a
+    copy hashes each byte once. Subclasses implement `__call__`."""
+
+    def __call__(self) -> Iterable[bytes]:
+        raise NotImplementedError
+
 # Response headers as Go's http.Header holds them: canonical names, values in order.
 Headers = dict[str, list[str]]
 

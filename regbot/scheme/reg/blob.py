@@ -7,12 +7,11 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import requests
 import urllib3
 
 from regbot.errors import DigestMismatch, RegbotError, RegistryError, TooLarge, TransportError
 from regbot.http.client import Request, Response
-from regbot.scheme.base import BlobSource, Headers
+from regbot.scheme.base import BlobSource, Headers, VerifiedOpener
 from regbot.scheme.reg.common import RegBase
 from regbot.types.descriptor import Descriptor, hasher_for
 from regbot.types.ref import Reference
@@ -59,7 +58,7 @@ class RegBlobReader:
                 assert resp is not None
                 broken: BaseException | None = None
                 try:
-                    for chunk in _available_chunks(resp.raw):
+                    for chunk in resp.iter_available():
                         if not chunk:
                             continue
                         total += len(chunk)
@@ -71,7 +70,7 @@ class RegBlobReader:
                         if held:
                             yield held
                         held = chunk
-                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
                     broken = exc
                 resp.close()
                 if size < 0 or total >= size:
@@ -255,20 +254,26 @@ class _UploadSession:
             # same registry needs a slot of its own (a deadlock at reqConcurrent: 1).
             return verified(opener())
 
+        # A source that checks its own digest as it is read (a copy relaying a verified
+        # GET) is not hashed again; its size is still counted here.
+        hasher = None if isinstance(opener, VerifiedOpener) else hasher_for(digest)
+
         def verified(source: Iterable[bytes]) -> Iterator[bytes]:
             # Verified as it is sent: a wrong size or digest aborts the PUT before it ends.
-            hasher, sent = hasher_for(digest), 0
+            sent = 0
             for chunk in source:
                 sent += len(chunk)
                 if sent > size:
                     raise DigestMismatch(where, f"put blob: the source has more than the expected {size} bytes")
-                hasher.update(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
                 yield chunk
             if sent != size:
                 raise DigestMismatch(where, f"put blob: the source has {sent} bytes, expected {size}")
-            actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"
-            if actual != digest:
-                raise DigestMismatch(where, f"put blob: the source has digest {actual}")
+            if hasher is not None:
+                actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"
+                if actual != digest:
+                    raise DigestMismatch(where, f"put blob: the source has digest {actual}")
 
         resp = self._send("PUT", [("digest", digest)], body, size, {"Content-Type": OCTET_STREAM})
         with resp:
@@ -279,7 +284,8 @@ class _UploadSession:
 
     def chunked(self, opener: Callable[[], Iterable[bytes]], digest: str, size: int,
                 chunk_size: int, media_type: str) -> Descriptor:
-        hasher = hasher_for(digest or "sha256:")
+        # Hashed here unless the digest is known and the source checks it as it is read.
+        hasher = None if digest and isinstance(opener, VerifiedOpener) else hasher_for(digest or "sha256:")
         offset = 0
         pending = bytearray()
         for piece in opener():
@@ -287,14 +293,16 @@ class _UploadSession:
             while len(pending) >= chunk_size:
                 chunk = bytes(pending[:chunk_size])
                 del pending[:chunk_size]
-                hasher.update(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
                 offset = self._patch(chunk, offset)
             if size >= 0 and offset + len(pending) > size:
                 raise DigestMismatch(self.where, f"put blob: the source has more than the expected {size} bytes")
         if pending:
-            hasher.update(bytes(pending))
+            if hasher is not None:
+                hasher.update(bytes(pending))
             offset = self._patch(bytes(pending), offset)
-        actual = f"{(digest or 'sha256:').partition(':')[0]}:{hasher.hexdigest()}"
+        actual = digest if hasher is None else f"{(digest or 'sha256:').partition(':')[0]}:{hasher.hexdigest()}"
         if size >= 0 and offset != size:
             raise DigestMismatch(self.where, f"put blob: the source has {offset} bytes, expected {size}")
         if digest and actual != digest:
@@ -351,40 +359,14 @@ class _Skipped(Response):
     """A full (200) answer to a Range request, with the first `offset` bytes dropped."""
 
     def __init__(self, resp: Response, offset: int) -> None:
-        super().__init__(_SkipRaw(resp.raw, offset), resp.host, resp.request_url, resp.ref)
-
-
-def _read_available(raw: requests.Response) -> Iterator[bytes]:
-    """Chunks of up to READ_CHUNK bytes as they arrive: large on a fast network (few
-    Python calls per GiB), small on a slow one (progress and cancellation stay prompt)."""
-    read1 = getattr(raw.raw, "read1", None)
-    if read1 is None:
-        yield from raw.iter_content(READ_CHUNK)
-        return
-    while chunk := read1(READ_CHUNK):
-        yield chunk
-
-
-def _available_chunks(raw: requests.Response | _SkipRaw) -> Iterator[bytes]:
-    return raw.iter_available() if isinstance(raw, _SkipRaw) else _read_available(raw)
-
-
-class _SkipRaw:
-    def __init__(self, raw: requests.Response, offset: int) -> None:
-        self._raw = raw
+        super().__init__(resp.raw, resp.host, resp.request_url, resp.ref, resp.url)
         self._skip = offset
-        self.headers = raw.headers
-        self.status_code = raw.status_code
-        self.url = raw.url
 
     def iter_available(self) -> Iterator[bytes]:
-        for chunk in _read_available(self._raw):
+        for chunk in super().iter_available():
             if self._skip:
                 drop = min(self._skip, len(chunk))
                 self._skip -= drop
                 chunk = chunk[drop:]
             if chunk:
                 yield chunk
-
-    def close(self) -> None:
-        self._raw.close()
