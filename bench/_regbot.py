@@ -9,6 +9,8 @@ config files both read, their summaries, and runs alternated A B A B.
 
 from __future__ import annotations
 
+import compileall
+import functools
 import json
 import os
 import re
@@ -56,13 +58,25 @@ def regbot_argv() -> list[str]:
     return [sys.executable, "-m", "regbot"]
 
 
+_NOT_PASSED = ("REGBOT_BROKER_URL", "REGBOT_RESULT_BACKEND", "REGBOT_REDIS_URL",
+               # an installed regbot has its bytecode: without it every run compiles ours
+               "PYTHONDONTWRITEBYTECODE")
+
+
 def regbot_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment without any cluster setting (so `once` runs embedded), the
-    repository importable, plus `extra`."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REGBOT_BROKER_URL", "REGBOT_RESULT_BACKEND", "REGBOT_REDIS_URL")}
+    repository importable with its bytecode compiled (as `pip install` leaves it), plus
+    `extra`."""
+    _compile_bytecode()
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_PASSED}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return {**env, **(extra or {})}
+
+
+@functools.cache
+def _compile_bytecode() -> None:
+    for package in ("regbot", "workers", "beat_schedule"):
+        compileall.compile_dir(str(REPO_ROOT / package), quiet=1)
 
 
 def run_once(command: Sequence[str], config: Path, *args: str,

@@ -374,7 +374,7 @@ class Limits:
             self._call(self._ops.semaphore_release, key, token)
         except LimitError as exc:
             log.warning("%s; the slot frees itself within %gs", exc, self.lease)
-        self._wakeups.notify(key)
+        self._wakeups.notify(key, one=True)
 
     def _lock_acquire(self, key: str, token: str, ttl_ms: int) -> bool:
         return self._call(self._ops.lock_acquire, key, token, ttl_ms)
@@ -545,10 +545,16 @@ class _Wakeups:
                 if not events:
                     del self._waiters[key]
 
-    def notify(self, key: str) -> None:
+    def notify(self, key: str, *, one: bool = False) -> None:
+        """Wake the waiters on `key`; with `one`, only the longest waiting one not woken
+        yet (a freed slot admits one: waking them all makes all but one retry for nothing)."""
         with self._guard:
             for event in self._waiters.get(key, ()):
+                if one and event.is_set():
+                    continue
                 event.set()
+                if one:
+                    return
 
 
 @dataclass

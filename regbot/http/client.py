@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import logging
 import os
 import random
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
-READ_CHUNK = 64 * 1024
+READ_CHUNK = 256 * 1024  # read1 hands out what has arrived: small on a slow link
 MAX_TOKEN_BODY = 1024 * 1024
 
 Body = bytes | Callable[[], Iterable[bytes]] | Iterable[bytes] | None
@@ -243,14 +244,15 @@ class _Backoff:
     until: float = 0.0
 
 
-def environ_proxy(url: str) -> str | None:
+@functools.lru_cache(maxsize=256)
+def _proxy_for(scheme: str, netloc: str) -> str | None:
     """The proxy the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`)
-    gives for `url`, or None."""
+    gives for a URL of `scheme` and `netloc`, or None; read once per host (walking
+    os.environ cost more than the request itself)."""
     proxies = urllib.request.getproxies_environment()
-    parts = urlsplit(url)
-    if not proxies or urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+    if not proxies or urllib.request.proxy_bypass_environment(netloc, proxies):
         return None
-    return proxies.get(parts.scheme) or proxies.get("all")
+    return proxies.get(scheme) or proxies.get("all")
 
 
 class HTTPClient:
@@ -580,8 +582,15 @@ class _HostPools:
         self._lock = threading.Lock()
 
     def request(self, method: str, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
-        proxy = environ_proxy(url)
-        return self._manager(proxy).urlopen(method, url, **kwargs)
+        parts = urlsplit(url)
+        proxy = _proxy_for(parts.scheme, parts.netloc)
+        if proxy is not None:
+            return self._manager(proxy).urlopen(method, url, **kwargs)
+        # Straight to the host's pool with the request target: the manager would parse
+        # and re-encode the whole URL once more on every request.
+        pool = self._direct.connection_from_host(parts.hostname, parts.port, parts.scheme)
+        target = parts.path + ("?" + parts.query if parts.query else "")
+        return pool.urlopen(method, target or "/", assert_same_host=False, **kwargs)
 
     def _manager(self, proxy: str | None) -> urllib3.PoolManager:
         if proxy is None:
