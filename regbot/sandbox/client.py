@@ -4,6 +4,7 @@ failure of one that failed. The copies themselves use the engine's client direct
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from regbot.sandbox.copies import CopyWindow
@@ -47,9 +48,10 @@ class ScriptClient:
         self.copies.before_read(ref)
         return self.inner.blob_head(ref, digest)
 
-    def blob_get(self, ref: Reference, digest: str, size: int = -1) -> BlobReader:
+    def blob_get(self, ref: Reference, digest: str, size: int = -1,
+                 urls: Sequence[str] = ()) -> BlobReader:
         self.copies.before_read(ref)
-        return self.inner.blob_get(ref, digest, size)
+        return self.inner.blob_get(ref, digest, size, urls)
 
     def tag_list(self, ref: Reference, limit: int | None = None, last: str | None = None) -> list[str]:
         self.copies.before_read(ref)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,7 +67,9 @@ class Scheme(Protocol):
 
     def blob_head_with_headers(self, ref: Reference, digest: str) -> tuple[Descriptor, Headers]: ...
 
-    def blob_get(self, ref: Reference, digest: str, size: int = -1) -> BlobReader: ...
+    def blob_get(self, ref: Reference, digest: str, size: int = -1,
+                 urls: Sequence[str] = ()) -> BlobReader:
+        """`urls`: a foreign layer's descriptor URLs, tried when the source lacks it."""
 
     def blob_put(self, ref: Reference, descriptor: Descriptor, source: BlobSource) -> Descriptor:
         """Upload, verifying the digest of what was sent; returns the stored descriptor."""
