@@ -59,8 +59,8 @@ class RegClient:
     def manifest_put(self, ref: Reference, manifest: Manifest) -> None:
         self.scheme(ref).manifest_put(ref, manifest)
 
-    def manifest_delete(self, ref: Reference) -> None:
-        self.scheme(ref).manifest_delete(ref)
+    def manifest_delete(self, ref: Reference, manifest: Manifest | None = None) -> None:
+        self.scheme(ref).manifest_delete(ref, manifest)
 
     def blob_head(self, ref: Reference, digest: str) -> Descriptor:
         return self.scheme(ref).blob_head(ref, digest)

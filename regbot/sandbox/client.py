@@ -71,9 +71,9 @@ class ScriptClient:
         self.copies.before_write(ref)
         self.inner.manifest_put(ref, manifest)
 
-    def manifest_delete(self, ref: Reference) -> None:
+    def manifest_delete(self, ref: Reference, manifest: Manifest | None = None) -> None:
         self.copies.before_write(ref)
-        self.inner.manifest_delete(ref)
+        self.inner.manifest_delete(ref, manifest)
 
     def blob_put(self, ref: Reference, descriptor: Descriptor, source: BlobSource) -> Descriptor:
         self.copies.before_write(ref)

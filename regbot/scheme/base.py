@@ -60,8 +60,10 @@ class Scheme(Protocol):
         """To ref's tag, or by digest when ref has no tag. A manifest with a subject also
         updates the referrers fallback tag where the registry has no referrers API."""
 
-    def manifest_delete(self, ref: Reference) -> None:
-        """Delete by ref's digest (resolving the tag first when only a tag is given)."""
+    def manifest_delete(self, ref: Reference, manifest: Manifest | None = None) -> None:
+        """Delete by ref's digest (resolving the tag first when only a tag is given); a
+        manifest with a subject also leaves its subject's referrers fallback index.
+        `manifest`: its content when the caller has it, else it is read as needed."""
 
     def blob_head(self, ref: Reference, digest: str) -> Descriptor: ...
 

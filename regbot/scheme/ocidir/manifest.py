@@ -163,7 +163,8 @@ class ManifestMixin:
         if changed:
             layout.write_index(index)
 
-    def manifest_delete(self, ref: Reference) -> None:
+    def manifest_delete(self, ref: Reference, manifest: Manifest | None = None) -> None:
+        # `manifest` is not needed: the file is read under the layout lock anyway.
         """Delete by digest (a tag is resolved first): every index.json entry with that
         digest (all its tags) goes, its referrers entry goes, then the blob file."""
         layout = Layout(ref)
