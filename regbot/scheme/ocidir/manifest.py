@@ -156,7 +156,12 @@ class ManifestMixin:
         index = layout.read_index()
         descriptor = {"mediaType": manifest.media_type, "digest": manifest.digest,
                       "size": manifest.size}
-        changed = idx.set_entry(index, ref.tag, descriptor)
+        if not ref.tag and manifest.subject is not None and manifest.subject.digest:
+            # A referrer by digest gets no index.json entry of its own (regclient pushes
+            # it as a child): its subject's fallback tag, updated next, lists it.
+            changed = idx.prune_untagged(index, {manifest.digest})
+        else:
+            changed = idx.set_entry(index, ref.tag, descriptor)
         if manifest.is_index:
             children = {d.digest for d in manifest.manifests}
             changed = idx.prune_untagged(index, children) or changed
