@@ -166,3 +166,31 @@ def test_registry_credentials_are_not_sent_to_external_urls(tgt, repo, blobs):
         auth_src.stop()
     assert get_blob(tgt.host, repo, ext) == img.external[ext]
     assert blobs.seen and all(auth == "" for _, auth in blobs.seen)
+
+
+def test_lua_image_copy_include_external(src, tgt, repo, blobs):
+    from regbot.sandbox.runtime import Sandbox
+
+    img, ext = foreign_image(blobs, "good", seed=306)
+    push_image(src.host, repo, img, "v1")
+    sb = Sandbox("external", client_for(src, tgt))
+    sb.run(f"""
+        image.copy("{src.host}/{repo}:v1", "{tgt.host}/{repo}:plain")
+        image.copy("{src.host}/{repo}:v1", "{tgt.host}/{repo}:v1", {{includeExternal = true}})
+    """)
+    assert get_manifest(tgt.host, repo, "plain").content == img.manifest
+    assert get_blob(tgt.host, repo, ext) == img.external[ext]
+
+
+def test_regctl_image_copy_include_external(src, tgt, repo, blobs, tmp_path):
+    from tests.support.regbot_cli import isolated_env, run_regbot
+
+    img, ext = foreign_image(blobs, "good", seed=307)
+    push_image(src.host, repo, img, "v1")
+    env = isolated_env(tmp_path)
+    for reg in (src, tgt):
+        assert run_regbot("registry", "set", "--tls", "disabled", reg.host, env=env).returncode == 0
+    proc = run_regbot("image", "copy", "--include-external", f"{src.host}/{repo}:v1",
+                      f"{tgt.host}/{repo}:v1", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert get_blob(tgt.host, repo, ext) == img.external[ext]
