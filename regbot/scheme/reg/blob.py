@@ -146,9 +146,10 @@ class BlobMixin(RegBase):
 
     def _external_get(self, ref: Reference, where: Reference, urls: Sequence[str],
                       first: RegistryError) -> Response:
-        """The first of `urls` that answers 200. The request goes through the registry's
-        host entry (its slots, TLS settings), but its credentials are only ever sent to
-        the registry's own address (the auth flow checks the URL)."""
+        """The first of `urls` that answers 200. Each URL is another server: it gets the
+        host entry of its own address (default TLS, its own slots), not the registry's,
+        so neither the registry's credentials nor its client certificate or `tls:
+        insecure` reach it (regclient sends it through the registry's entry)."""
         errors = [f"registry: {_reason(first)}"]
         for url in urls:
             parts = urlsplit(url)
@@ -157,7 +158,7 @@ class BlobMixin(RegBase):
                 continue
             try:
                 resp = self._send(Request("GET", ref.registry, ref.repository, url=url,
-                                          host=ref.registry, ref=where))
+                                          host=parts.netloc, ref=where))
             except RegistryError as exc:
                 errors.append(f"{_safe(url)}: {_reason(exc)}")
                 continue
