@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from regbot import __version__
 from regbot.hosts import Host, HostTable
 from regbot.limits import Limits
@@ -57,8 +59,8 @@ class RegClient:
     def manifest_put(self, ref: Reference, manifest: Manifest) -> None:
         self.scheme(ref).manifest_put(ref, manifest)
 
-    def manifest_delete(self, ref: Reference) -> None:
-        self.scheme(ref).manifest_delete(ref)
+    def manifest_delete(self, ref: Reference, manifest: Manifest | None = None) -> None:
+        self.scheme(ref).manifest_delete(ref, manifest)
 
     def blob_head(self, ref: Reference, digest: str) -> Descriptor:
         return self.scheme(ref).blob_head(ref, digest)
@@ -66,8 +68,9 @@ class RegClient:
     def blob_head_with_headers(self, ref: Reference, digest: str) -> tuple[Descriptor, Headers]:
         return self.scheme(ref).blob_head_with_headers(ref, digest)
 
-    def blob_get(self, ref: Reference, digest: str, size: int = -1) -> BlobReader:
-        return self.scheme(ref).blob_get(ref, digest, size)
+    def blob_get(self, ref: Reference, digest: str, size: int = -1,
+                 urls: Sequence[str] = ()) -> BlobReader:
+        return self.scheme(ref).blob_get(ref, digest, size, urls)
 
     def blob_put(self, ref: Reference, descriptor: Descriptor, source: BlobSource) -> Descriptor:
         return self.scheme(ref).blob_put(ref, descriptor, source)

@@ -28,6 +28,7 @@ TLS_VALUES = (TLS_ENABLED, TLS_INSECURE, TLS_DISABLED)
 DEFAULT_REQ_CONCURRENT = 3
 DEFAULT_BLOB_CHUNK = 1024 * 1024
 DEFAULT_BLOB_MAX = -1  # never chunk unless configured
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})  # strconv.ParseBool's true
 
 
 @dataclass
@@ -36,6 +37,22 @@ class Host:
 
     Secrets (`password`, `token`, `client_key`) live only here, in process memory read
     from the user's config; they are never logged, put in task messages or in Redis.
+
+    Where each option is acted on (regclient's config.Host fields):
+    - hostname, tls: `base_url`, and `verify` in http/client.py `_follow`
+    - user, pass, token: http/auth.py, through `HostTable.credentials`
+    - credHelper, credExpire, credHost: `HostTable.credentials` (answer cached credExpire)
+    - regcert, clientCert, clientKey: `HostTable.tls_material`, http/client.py `_session`
+    - pathPrefix: http/client.py `repo_path` (URLs, token scopes, mount `from=`)
+    - mirrors, priority: `HostTable.mirrors`, http/client.py `send` (reads only)
+    - repoAuth: http/client.py `_authenticator` (one auth state per repository)
+    - blobChunk, blobMax: scheme/reg/blob.py `blob_put` (`chunk_size`, `chunk_above`)
+    - reqPerSec, reqConcurrent: http/client.py `_transport` (the limits' request slots)
+    - apiOpts disableHead: http/client.py `send` (mirror skipped) and `_send_to` (GET)
+    Accepted and not acted on, each logged as a WARNING naming the entry when the
+    config is loaded (config.py `_cred`): `api` (deprecated in regclient too) and
+    `scheme` other than `http`. Unknown apiOpts keys are kept and logged at debug, as
+    config.md says (regclient acts on none).
     """
 
     name: str
@@ -79,6 +96,11 @@ class Host:
     @property
     def chunk_size(self) -> int:
         return self.blob_chunk if self.blob_chunk > 0 else DEFAULT_BLOB_CHUNK
+
+    @property
+    def disable_head(self) -> bool:
+        """apiOpts `disableHead` (a Go boolean): no HEAD requests to this host."""
+        return str(self.api_opts.get("disableHead", "")).strip() in _GO_TRUE
 
     @property
     def chunk_above(self) -> int:

@@ -32,9 +32,9 @@ class RecordingClient(RegClient):
         self._record("manifest_put", ref)
         return super().manifest_put(ref, manifest)
 
-    def manifest_delete(self, ref):  # type: ignore[override]
+    def manifest_delete(self, ref, manifest=None):  # type: ignore[override]
         self._record("manifest_delete", ref)
-        return super().manifest_delete(ref)
+        return super().manifest_delete(ref, manifest)
 
     def blob_put(self, ref, descriptor, source):  # type: ignore[override]
         self._record("blob_put", ref)

@@ -6,7 +6,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from regbot import metrics
@@ -170,7 +170,7 @@ def _run_blob(
         if size < 0:  # Docker v1 manifests do not record layer sizes
             size = client.blob_head(src, digest).size
         put_desc = Descriptor(media_type=desc.media_type, digest=digest, size=size)
-        source = _Source(client, unit, src, put_desc, progress, cancel, interval)
+        source = _Source(client, unit, src, put_desc, desc.urls, progress, cancel, interval)
         try:
             stored = client.blob_put(tgt, put_desc, source)
         finally:
@@ -209,16 +209,19 @@ class _Source(VerifiedOpener):
     """
 
     def __init__(self, client: RegClient, unit: BlobUnit, src: Reference, desc: Descriptor,
-                 progress: ProgressListener, cancel: CancelToken, interval: float) -> None:
+                 urls: Sequence[str], progress: ProgressListener, cancel: CancelToken,
+                 interval: float) -> None:
         self.client, self.unit, self.src, self.desc = client, unit, src, desc
+        self.urls = urls  # a foreign layer's: where to read it when the source lacks it
         self.progress, self.cancel, self.interval = progress, cancel, interval
-        self._first: BlobReader | None = client.blob_get(src, desc.digest, desc.size)
+        self._first: BlobReader | None = client.blob_get(src, desc.digest, desc.size, urls)
 
     def __call__(self) -> Iterator[bytes]:
         self.cancel.check(self.unit.describe())
         reader, self._first = self._first, None
         if reader is None:
-            reader = self.client.blob_get(self.src, self.desc.digest, self.desc.size)
+            reader = self.client.blob_get(self.src, self.desc.digest, self.desc.size,
+                                          self.urls)
         return self._relay(reader)
 
     def _relay(self, reader: BlobReader) -> Iterator[bytes]:

@@ -307,6 +307,10 @@ class HTTPClient:
             if not last and self._backoff_of(host).until > time.monotonic():
                 log.debug("mirror %s is backing off, skipped for %s", host.name, req.ref)
                 continue
+            if not last and req.method == "HEAD" and host.disable_head:
+                # regclient drops a mirror with apiOpts disableHead for HEAD requests.
+                log.debug("mirror %s has HEAD disabled, skipped for %s", host.name, req.ref)
+                continue
             try:
                 # A mirror gets one attempt (its failure is remembered as backoff, which
                 # sorts it last next time); retries are for the last host only.
@@ -353,7 +357,10 @@ class HTTPClient:
             scopes.append(repository_scope(self.repo_path(host, req.mount_from)))
         # identity: sizes, digests and Range offsets are about the bytes as stored.
         headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity", **req.headers}
-        call = _Call(req.method, url, headers, _Body(req.body, req.length))
+        # apiOpts disableHead: the registry's HEAD answers are not to be trusted, so a GET
+        # stands in (its body is never read: the response is closed unread).
+        method = "GET" if req.method == "HEAD" and host.disable_head else req.method
+        call = _Call(method, url, headers, _Body(req.body, req.length))
         auth = self._authenticator(host, repo)
         flow = auth.flow(call, scopes)
         pending: Response | None = None

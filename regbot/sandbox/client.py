@@ -4,6 +4,7 @@ failure of one that failed. The copies themselves use the engine's client direct
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from regbot.sandbox.copies import CopyWindow
@@ -47,9 +48,10 @@ class ScriptClient:
         self.copies.before_read(ref)
         return self.inner.blob_head(ref, digest)
 
-    def blob_get(self, ref: Reference, digest: str, size: int = -1) -> BlobReader:
+    def blob_get(self, ref: Reference, digest: str, size: int = -1,
+                 urls: Sequence[str] = ()) -> BlobReader:
         self.copies.before_read(ref)
-        return self.inner.blob_get(ref, digest, size)
+        return self.inner.blob_get(ref, digest, size, urls)
 
     def tag_list(self, ref: Reference, limit: int | None = None, last: str | None = None) -> list[str]:
         self.copies.before_read(ref)
@@ -69,9 +71,9 @@ class ScriptClient:
         self.copies.before_write(ref)
         self.inner.manifest_put(ref, manifest)
 
-    def manifest_delete(self, ref: Reference) -> None:
+    def manifest_delete(self, ref: Reference, manifest: Manifest | None = None) -> None:
         self.copies.before_write(ref)
-        self.inner.manifest_delete(ref)
+        self.inner.manifest_delete(ref, manifest)
 
     def blob_put(self, ref: Reference, descriptor: Descriptor, source: BlobSource) -> Descriptor:
         self.copies.before_write(ref)

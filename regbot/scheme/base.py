@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -69,14 +69,18 @@ class Scheme(Protocol):
         """To ref's tag, or by digest when ref has no tag. A manifest with a subject also
         updates the referrers fallback tag where the registry has no referrers API."""
 
-    def manifest_delete(self, ref: Reference) -> None:
-        """Delete by ref's digest (resolving the tag first when only a tag is given)."""
+    def manifest_delete(self, ref: Reference, manifest: Manifest | None = None) -> None:
+        """Delete by ref's digest (resolving the tag first when only a tag is given); a
+        manifest with a subject also leaves its subject's referrers fallback index.
+        `manifest`: its content when the caller has it, else it is read as needed."""
 
     def blob_head(self, ref: Reference, digest: str) -> Descriptor: ...
 
     def blob_head_with_headers(self, ref: Reference, digest: str) -> tuple[Descriptor, Headers]: ...
 
-    def blob_get(self, ref: Reference, digest: str, size: int = -1) -> BlobReader: ...
+    def blob_get(self, ref: Reference, digest: str, size: int = -1,
+                 urls: Sequence[str] = ()) -> BlobReader:
+        """`urls`: a foreign layer's descriptor URLs, tried when the source lacks it."""
 
     def blob_put(self, ref: Reference, descriptor: Descriptor, source: BlobSource) -> Descriptor:
         """Upload, verifying the digest of what was sent; returns the stored descriptor."""

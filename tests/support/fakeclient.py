@@ -14,7 +14,7 @@ import hashlib
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,7 +188,8 @@ class FakeClient:
             raise NotFound(ref, f"blob {digest} unknown")
         return Descriptor("application/octet-stream", digest, len(data))
 
-    def blob_get(self, ref: Reference, digest: str, size: int = -1) -> FakeReader:
+    def blob_get(self, ref: Reference, digest: str, size: int = -1,
+                 urls: Sequence[str] = ()) -> FakeReader:
         self._note("blob_get", ref.with_digest(digest))
         data = self.repo(ref).blobs.get(digest)
         if data is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
 from regbot.errors import DigestMismatch, NotFound, TooLarge
@@ -116,7 +116,9 @@ class BlobMixin:
             raise NotFound(ref, f"blob {digest} not found")
         return Descriptor(media_type=OCTET_STREAM, digest=digest, size=st.st_size)
 
-    def blob_get(self, ref: Reference, digest: str, size: int = -1) -> FileBlobReader:
+    def blob_get(self, ref: Reference, digest: str, size: int = -1,
+                 urls: Sequence[str] = ()) -> FileBlobReader:
+        # `urls` is not used: as in regclient, only a registry source falls back to them.
         layout = Layout(ref)
         check_digest(ref, digest)
         layout.check()

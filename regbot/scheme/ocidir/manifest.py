@@ -156,14 +156,20 @@ class ManifestMixin:
         index = layout.read_index()
         descriptor = {"mediaType": manifest.media_type, "digest": manifest.digest,
                       "size": manifest.size}
-        changed = idx.set_entry(index, ref.tag, descriptor)
+        if not ref.tag and manifest.subject is not None and manifest.subject.digest:
+            # A referrer by digest gets no index.json entry of its own (regclient pushes
+            # it as a child): its subject's fallback tag, updated next, lists it.
+            changed = idx.prune_untagged(index, {manifest.digest})
+        else:
+            changed = idx.set_entry(index, ref.tag, descriptor)
         if manifest.is_index:
             children = {d.digest for d in manifest.manifests}
             changed = idx.prune_untagged(index, children) or changed
         if changed:
             layout.write_index(index)
 
-    def manifest_delete(self, ref: Reference) -> None:
+    def manifest_delete(self, ref: Reference, manifest: Manifest | None = None) -> None:
+        # `manifest` is not needed: the file is read under the layout lock anyway.
         """Delete by digest (a tag is resolved first): every index.json entry with that
         digest (all its tags) goes, its referrers entry goes, then the blob file."""
         layout = Layout(ref)

@@ -4,8 +4,8 @@ monolithic and chunked uploads verified while sending, cross-repository mount.""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from urllib.parse import urlencode, urljoin, urlsplit
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import urllib3
 
@@ -123,13 +123,53 @@ class BlobMixin(RegBase):
         )
         return descriptor, resp.header_map()
 
-    def blob_get(self, ref: Reference, digest: str, size: int = -1) -> RegBlobReader:
+    def blob_get(self, ref: Reference, digest: str, size: int = -1,
+                 urls: Sequence[str] = ()) -> RegBlobReader:
+        """Stream the blob; when the registry cannot give it and `urls` (a foreign
+        layer's descriptor URLs) are set, each URL is tried in turn as regclient does.
+        Whatever answers is checked against the digest and size as it is read."""
         hasher_for(digest)
         where = _blob_ref(ref, digest)
         if self.blob_limit > 0 and size > self.blob_limit:
             raise TooLarge(where, f"get blob: {size} bytes exceeds the {self.blob_limit} byte blob limit")
-        resp = self._send(Request("GET", ref.registry, ref.repository, f"blobs/{digest}", mirrors=True, ref=where))
-        self._check(resp, (200,), where, "get blob")
+        try:
+            resp = self._send(Request("GET", ref.registry, ref.repository, f"blobs/{digest}",
+                                      mirrors=True, ref=where))
+            self._check(resp, (200,), where, "get blob")
+        except RegistryError as exc:
+            if not urls:
+                raise
+            log.info("%s: not in the registry (%s), trying its external URLs", where, exc)
+            resp = self._external_get(ref, where, urls, exc)
+        return self._reader(ref, where, digest, size, resp)
+
+    def _external_get(self, ref: Reference, where: Reference, urls: Sequence[str],
+                      first: RegistryError) -> Response:
+        """The first of `urls` that answers 200. Each URL is another server: it gets the
+        host entry of its own address (default TLS, its own slots), not the registry's,
+        so neither the registry's credentials nor its client certificate or `tls:
+        insecure` reach it (regclient sends it through the registry's entry)."""
+        errors = [f"registry: {_reason(first)}"]
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                errors.append(f"{_safe(url)}: not an http(s) URL")
+                continue
+            try:
+                resp = self._send(Request("GET", ref.registry, ref.repository, url=url,
+                                          host=parts.netloc, ref=where))
+            except RegistryError as exc:
+                errors.append(f"{_safe(url)}: {_reason(exc)}")
+                continue
+            if resp.status == 200:
+                return resp
+            resp.close()
+            errors.append(f"{_safe(url)}: HTTP {resp.status}")
+        raise type(first)(where, "get blob: not found in the registry or at its URLs ("
+                          + "; ".join(errors) + ")")
+
+    def _reader(self, ref: Reference, where: Reference, digest: str, size: int,
+                resp: Response) -> RegBlobReader:
         length = resp.headers.get("Content-Length", "")
         if length.isdigit():
             if size >= 0 and int(length) != size:
@@ -349,6 +389,17 @@ def _check_stored(resp: Response, digest: str, where: object) -> None:
     stored = resp.headers.get("Docker-Content-Digest", "").strip()
     if stored and stored != digest:
         raise DigestMismatch(where, f"put blob: the registry stored digest {stored}")
+
+
+def _safe(url: str) -> str:
+    """A URL without its query (signed storage URLs carry secrets there), for messages."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _reason(exc: RegistryError) -> str:
+    """An error's message without the reference it starts with."""
+    return str(exc).removeprefix(f"{exc.ref}: ")
 
 
 def _blob_ref(ref: Reference, digest: str) -> str:

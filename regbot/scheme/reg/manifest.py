@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from regbot import metrics
-from regbot.errors import DigestMismatch, RegbotError, RegistryError, TooLarge
+from regbot.errors import DigestMismatch, NotFound, RegbotError, RegistryError, TooLarge
 from regbot.http.client import Request, Response
 from regbot.scheme.reg.common import RegBase
 from regbot.types.descriptor import digest_of
@@ -106,12 +106,25 @@ class ManifestMixin(RegBase):
             # (ReferrerMixin, referrer.py).
             self._referrers_fallback_add(ref, manifest, subject.digest)  # type: ignore[attr-defined]
 
-    def manifest_delete(self, ref: Reference) -> None:
+    def manifest_delete(self, ref: Reference, manifest: Manifest | None = None) -> None:
+        """Delete by digest. A manifest with a `subject` is first taken out of its
+        subject's referrers fallback index (regclient's referrerDelete), so the index
+        never lists a manifest that is gone. `manifest`: the content when the caller has
+        it (saves reading it again); else it is read by digest."""
         digest = ref.digest or self.manifest_head(ref).digest
         target = ref.with_digest(digest)
+        if manifest is None or not manifest.raw or manifest.digest != digest:
+            try:
+                manifest = self._manifest_get(target, mirrors=False)
+            except NotFound:
+                manifest = None  # the DELETE below reports it
         resp = self._send(Request("DELETE", ref.registry, ref.repository, f"manifests/{digest}", ref=target))
         with resp:
             self._check(resp, (200, 202, 204), target, "delete manifest")
+        # After the DELETE, not before as regclient: a registry refusing deletes then
+        # keeps its referrers index whole.
+        if manifest is not None and manifest.subject is not None and manifest.subject.digest:
+            self._referrers_fallback_remove(target, manifest.subject.digest)  # type: ignore[attr-defined]
 
     def ratelimit(self, ref: Reference) -> RateLimit:
         """The rate limit last reported by this registry (any worker, via limits)."""

@@ -9,6 +9,7 @@ concurrent pushes do not lose each other's entries.
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 from regbot.errors import NotFound, RegistryError
@@ -17,6 +18,8 @@ from regbot.scheme.reg.common import RegBase
 from regbot.types.descriptor import Descriptor
 from regbot.types.manifest import MAX_MANIFEST_SIZE, MT_OCI_INDEX, Manifest
 from regbot.types.ref import Reference
+
+log = logging.getLogger(__name__)
 
 LOCK_TTL = 60.0
 LOCK_WAIT = 120.0
@@ -99,6 +102,41 @@ class ReferrerMixin(RegBase):
             document.pop("subject", None)  # the index itself must not refer to anything
             index = Manifest.from_bytes(json.dumps(document, indent=2).encode(), MT_OCI_INDEX)
             self.manifest_put(subject.repo_only().with_tag(fallback_tag(subject_digest)), index)  # type: ignore[attr-defined]
+        finally:
+            lock.release()
+
+
+    def _referrers_fallback_remove(self, ref: Reference, subject_digest: str) -> None:
+        """Take `ref`'s digest out of the fallback index of `subject_digest`: the tag is
+        deleted when nothing is left (an empty index is pushed where the registry cannot
+        delete it), else the shorter index is pushed. Nothing to do where the registry
+        has the referrers API (it keeps its own list) or the index does not list it."""
+        subject = ref.repo_only().with_digest(subject_digest)
+        key = (ref.registry, ref.repository)
+        if self._referrers_api.get(key, True):
+            has_api = self._referrers_by_api(subject, "") is not None
+            self._referrers_api[key] = has_api
+            if has_api:
+                return
+        lock = self.limits.lock(f"referrers:{subject.name}@{subject_digest}", LOCK_TTL)
+        if not lock.acquire(blocking=True, timeout=LOCK_WAIT):
+            raise RegistryError(ref, f"delete manifest: timed out waiting to update the referrers of {subject_digest}")
+        try:
+            document, entries = self._fallback_index(subject)
+            kept = [d for d in document.get("manifests") or [] if d.get("digest") != ref.digest]
+            if len(kept) == len(entries):
+                return  # not listed (or no fallback tag at all)
+            tagged = subject.repo_only().with_tag(fallback_tag(subject_digest))
+            if not kept:
+                try:
+                    self.tag_delete(tagged)  # type: ignore[attr-defined]
+                    return
+                except RegistryError as exc:
+                    log.info("%s: the emptied referrers tag could not be deleted (%s), "
+                             "pushing an empty index instead", tagged, exc)
+            document["manifests"] = kept
+            index = Manifest.from_bytes(json.dumps(document, indent=2).encode(), MT_OCI_INDEX)
+            self.manifest_put(tagged, index)  # type: ignore[attr-defined]
         finally:
             lock.release()
 

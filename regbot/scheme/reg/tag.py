@@ -75,4 +75,4 @@ class TagMixin(RegBase):
         }
         placeholder = Manifest.from_bytes(json.dumps(document).encode(), MT_OCI_MANIFEST)
         self.manifest_put(ref, placeholder)  # type: ignore[attr-defined]
-        self.manifest_delete(ref.with_digest(placeholder.digest))  # type: ignore[attr-defined]
+        self.manifest_delete(ref.with_digest(placeholder.digest), placeholder)  # type: ignore[attr-defined]
