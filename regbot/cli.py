@@ -161,7 +161,8 @@ def server(ctx: click.Context, broker: str | None, result_backend: str | None,
     cluster = ClusterSettings.resolve(broker, result_backend, redis_url)
     if cluster is not None:
         ctx.exit(_serve_cluster(settings, config, cluster, transfers=transfers,
-                                node_name=node_name, lock_ttl=lock_ttl))
+                                node_name=node_name, lock_ttl=lock_ttl,
+                                metrics_port=metrics_port))
     from regbot.embedded import EmbeddedScheduler
     from regbot.engine import Engine
     from regbot.runner import RunOptions
@@ -182,8 +183,10 @@ def server(ctx: click.Context, broker: str | None, result_backend: str | None,
 
 
 def _serve_cluster(settings: dict[str, Any], config: Any, cluster: Any, *, transfers: int,
-                   node_name: str, lock_ttl: float | None) -> int:
-    """`server` on a cluster: a beat thread plus this node's worker processes."""
+                   node_name: str, lock_ttl: float | None,
+                   metrics_port: tuple[str, int] | None = None) -> int:
+    """`server` on a cluster: a beat thread plus this node's worker processes (whose
+    metrics the node serves, as `regbot worker` does)."""
     path = settings.get("config_file")
     if not path or path == "-":
         raise ConfigError("a cluster node re-reads its config file: use -c FILE (not stdin)")
@@ -196,7 +199,7 @@ def _serve_cluster(settings: dict[str, Any], config: Any, cluster: Any, *, trans
     node = NodeOptions(config_path=path, settings=cluster, parallel=config.defaults.parallel,
                        transfers=transfers, node_name=node_name,
                        log_level=settings.get("verbosity") or "info",
-                       json_logs="json" in settings.get("logopt", ()))
+                       json_logs="json" in settings.get("logopt", ()), metrics=metrics_port)
     return run_server(node, lock_ttl=lock_ttl, dry_run=bool(settings.get("dry_run")))
 
 
@@ -245,12 +248,15 @@ def beat(ctx: click.Context, broker: str | None, result_backend: str | None,
 @click.option("--visibility-timeout", type=click.FloatRange(min=1.0), default=None,
               help="Redis broker: seconds before a dead node's unfinished transfer is "
                    "delivered again (default 3600; keep it above the longest transfer)")
+@_METRICS_OPTION
 @click.pass_context
 def worker(ctx: click.Context, broker: str | None, result_backend: str | None,
            redis_url: str | None, transfers: int, queues: str, node_name: str,
-           lease: float | None, visibility_timeout: float | None, **given: Any) -> None:
+           lease: float | None, visibility_timeout: float | None,
+           metrics_port: tuple[str, int] | None, **given: Any) -> None:
     """Run one worker node: scripts (defaults.parallel at a time) and transfers, each
-    queue in its own pool, until SIGINT or SIGTERM."""
+    queue in its own pool, until SIGINT or SIGTERM. With --metrics-port the node serves
+    the Prometheus metrics of all its processes there."""
     settings = _settings(ctx, **given)
     path = settings.get("config_file")
     if not path or path == "-":
@@ -273,7 +279,7 @@ def worker(ctx: click.Context, broker: str | None, result_backend: str | None,
         config_path=path, settings=cluster, parallel=config.defaults.parallel,
         transfers=transfers, queues=wanted, node_name=node_name, log_level=level,
         json_logs="json" in settings.get("logopt", ()), lease=lease,
-        visibility_timeout=visibility_timeout)))
+        visibility_timeout=visibility_timeout, metrics=metrics_port)))
 
 
 @main.command()
