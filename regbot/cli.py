@@ -100,7 +100,6 @@ def once(ctx: click.Context, broker: str | None, result_backend: str | None,
     options = RunOptions(dry_run=bool(settings.get("dry_run")))
     cluster = ClusterSettings.resolve(broker, result_backend, redis_url)
     _serve_metrics(metrics_port)
-    rate_limits = None
     if cluster is None:
         from regbot.engine import Engine
 
@@ -108,21 +107,22 @@ def once(ctx: click.Context, broker: str | None, result_backend: str | None,
 
         def run(**kw: Any) -> list:
             return run_once(engine, options, **kw)
-
-        def rate_limits() -> dict:
-            names = {"docker.io", *(host.name for host in config.creds)}
-            return {name: engine.limits.last_ratelimit(name) for name in names}
     else:
-        from workers.submit import run_cluster_once
+        from workers.submit import cluster_engine, run_cluster_once
+
+        # built here, once: the run waits on its limits and the display reads the rate
+        # limits the workers record there
+        engine = cluster_engine(config, cluster)
 
         def run(**kw: Any) -> list:
-            return run_cluster_once(config, cluster, dry_run=options.dry_run, **kw)
+            return run_cluster_once(engine, cluster, dry_run=options.dry_run, **kw)
 
     interactive = sys.stderr.isatty()
     if interactive:
-        from regbot.display import LiveDisplay
+        from regbot.display import LiveDisplay, registry_rate_limits
 
-        with LiveDisplay(len(config.scripts), sys.stderr, rate_limits) as display:
+        with LiveDisplay(len(config.scripts), sys.stderr,
+                         registry_rate_limits(engine)) as display:
             results = run(progress_for=display.for_script,
                           on_done=lambda _r: display.script_done())
     else:
