@@ -35,7 +35,6 @@ from regbot.errors import RegbotError
 ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name for it
 
 
-
 class MetricsError(RegbotError):
     """The metrics endpoint cannot be served (port taken, bad address)."""
 
