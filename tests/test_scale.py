@@ -47,9 +47,9 @@ def many_tags(count: int) -> list[str]:
 
 
 def tag_everything(mem: MemRegistry, repo: str, image: images.Image, tags: list[str]) -> None:
-    """Point every tag at `image` (pushed once): as many manifest PUTs would, quicker."""
-    with mem._state:
-        mem.tags.setdefault(repo, {}).update(dict.fromkeys(tags, image.digest))
+    """Point every tag at `image` (pushed once): as many manifest PUTs would, quicker
+    (`reg.tags` is the registry's documented state; nothing is serving a request yet)."""
+    mem.tags.setdefault(repo, {}).update(dict.fromkeys(tags, image.digest))
 
 
 def tag_list_requests(mem: MemRegistry, repo: str) -> list[str]:
