@@ -100,7 +100,6 @@ def once(ctx: click.Context, broker: str | None, result_backend: str | None,
     options = RunOptions(dry_run=bool(settings.get("dry_run")))
     cluster = ClusterSettings.resolve(broker, result_backend, redis_url)
     _serve_metrics(metrics_port)
-    rate_limits = None
     if cluster is None:
         from regbot.engine import Engine
 
@@ -108,21 +107,22 @@ def once(ctx: click.Context, broker: str | None, result_backend: str | None,
 
         def run(**kw: Any) -> list:
             return run_once(engine, options, **kw)
-
-        def rate_limits() -> dict:
-            names = {"docker.io", *(host.name for host in config.creds)}
-            return {name: engine.limits.last_ratelimit(name) for name in names}
     else:
-        from workers.submit import run_cluster_once
+        from workers.submit import cluster_engine, run_cluster_once
+
+        # built here, once: the run waits on its limits and the display reads the rate
+        # limits the workers record there
+        engine = cluster_engine(config, cluster)
 
         def run(**kw: Any) -> list:
-            return run_cluster_once(config, cluster, dry_run=options.dry_run, **kw)
+            return run_cluster_once(engine, cluster, dry_run=options.dry_run, **kw)
 
     interactive = sys.stderr.isatty()
     if interactive:
-        from regbot.display import LiveDisplay
+        from regbot.display import LiveDisplay, registry_rate_limits
 
-        with LiveDisplay(len(config.scripts), sys.stderr, rate_limits) as display:
+        with LiveDisplay(len(config.scripts), sys.stderr,
+                         registry_rate_limits(engine)) as display:
             results = run(progress_for=display.for_script,
                           on_done=lambda _r: display.script_done())
     else:
@@ -161,7 +161,8 @@ def server(ctx: click.Context, broker: str | None, result_backend: str | None,
     cluster = ClusterSettings.resolve(broker, result_backend, redis_url)
     if cluster is not None:
         ctx.exit(_serve_cluster(settings, config, cluster, transfers=transfers,
-                                node_name=node_name, lock_ttl=lock_ttl))
+                                node_name=node_name, lock_ttl=lock_ttl,
+                                metrics_port=metrics_port))
     from regbot.embedded import EmbeddedScheduler
     from regbot.engine import Engine
     from regbot.runner import RunOptions
@@ -182,8 +183,10 @@ def server(ctx: click.Context, broker: str | None, result_backend: str | None,
 
 
 def _serve_cluster(settings: dict[str, Any], config: Any, cluster: Any, *, transfers: int,
-                   node_name: str, lock_ttl: float | None) -> int:
-    """`server` on a cluster: a beat thread plus this node's worker processes."""
+                   node_name: str, lock_ttl: float | None,
+                   metrics_port: tuple[str, int] | None = None) -> int:
+    """`server` on a cluster: a beat thread plus this node's worker processes (whose
+    metrics the node serves, as `regbot worker` does)."""
     path = settings.get("config_file")
     if not path or path == "-":
         raise ConfigError("a cluster node re-reads its config file: use -c FILE (not stdin)")
@@ -196,7 +199,7 @@ def _serve_cluster(settings: dict[str, Any], config: Any, cluster: Any, *, trans
     node = NodeOptions(config_path=path, settings=cluster, parallel=config.defaults.parallel,
                        transfers=transfers, node_name=node_name,
                        log_level=settings.get("verbosity") or "info",
-                       json_logs="json" in settings.get("logopt", ()))
+                       json_logs="json" in settings.get("logopt", ()), metrics=metrics_port)
     return run_server(node, lock_ttl=lock_ttl, dry_run=bool(settings.get("dry_run")))
 
 
@@ -245,12 +248,15 @@ def beat(ctx: click.Context, broker: str | None, result_backend: str | None,
 @click.option("--visibility-timeout", type=click.FloatRange(min=1.0), default=None,
               help="Redis broker: seconds before a dead node's unfinished transfer is "
                    "delivered again (default 3600; keep it above the longest transfer)")
+@_METRICS_OPTION
 @click.pass_context
 def worker(ctx: click.Context, broker: str | None, result_backend: str | None,
            redis_url: str | None, transfers: int, queues: str, node_name: str,
-           lease: float | None, visibility_timeout: float | None, **given: Any) -> None:
+           lease: float | None, visibility_timeout: float | None,
+           metrics_port: tuple[str, int] | None, **given: Any) -> None:
     """Run one worker node: scripts (defaults.parallel at a time) and transfers, each
-    queue in its own pool, until SIGINT or SIGTERM."""
+    queue in its own pool, until SIGINT or SIGTERM. With --metrics-port the node serves
+    the Prometheus metrics of all its processes there."""
     settings = _settings(ctx, **given)
     path = settings.get("config_file")
     if not path or path == "-":
@@ -273,7 +279,7 @@ def worker(ctx: click.Context, broker: str | None, result_backend: str | None,
         config_path=path, settings=cluster, parallel=config.defaults.parallel,
         transfers=transfers, queues=wanted, node_name=node_name, log_level=level,
         json_logs="json" in settings.get("logopt", ()), lease=lease,
-        visibility_timeout=visibility_timeout)))
+        visibility_timeout=visibility_timeout, metrics=metrics_port)))
 
 
 @main.command()

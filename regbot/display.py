@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -22,7 +22,21 @@ from rich.progress import (
 from regbot.copy.progress import ProgressEvent, ProgressListener
 from regbot.types.ratelimit import RateLimit
 
+if TYPE_CHECKING:
+    from regbot.engine import Engine
+
 RATE_LIMIT_EVERY = 1.0  # seconds between two looks at the registries' rate limits
+
+RateLimits = Callable[[], Mapping[str, "RateLimit | None"]]
+
+
+def registry_rate_limits(engine: Engine) -> RateLimits:
+    """registry -> the last RateLimit seen there, for each registry of the config and
+    docker.io: from the engine's limits, in memory for an embedded run, in the cluster's
+    Redis for `once` on a cluster (where the workers record what the registries answer)."""
+    names = sorted({"docker.io", *(host.name for host in engine.config.creds)})
+    limits = engine.limits
+    return lambda: {name: limits.last_ratelimit(name) for name in names}
 
 
 class LiveDisplay:
@@ -33,7 +47,7 @@ class LiveDisplay:
     With `total_scripts` None (one `regbot image copy`) the scripts line is left out."""
 
     def __init__(self, total_scripts: int | None, stream: IO[str],
-                 rate_limits: Callable[[], Mapping[str, RateLimit | None]] | None = None) -> None:
+                 rate_limits: RateLimits | None = None) -> None:
         self._console = Console(file=stream)
         self._progress = Progress(
             SpinnerColumn(),
@@ -60,7 +74,7 @@ class LiveDisplay:
         self._failed_copies = 0
         self._rate_limits = rate_limits
         self._rate_text = ""
-        self._rate_checked = 0.0
+        self._rate_checked = float("-inf")
         self._bytes_task = self._bytes.add_task("bytes", total=0)
         self._sent: dict[str, int] = {}
         self._live = None
@@ -79,6 +93,8 @@ class LiveDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # the last frame stays on the screen: show the rate limits as the run left them
+        self._rate_checked = float("-inf")
         if self._live is not None:
             self._live.__exit__(*exc)
 

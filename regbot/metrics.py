@@ -15,9 +15,13 @@ Metrics (all names start with `regbot_`):
 - `ratelimit_remaining{registry}`, `ratelimit_limit{registry}`: the last
   `RateLimit-Remaining`/`RateLimit-Limit` a registry answered with.
 
-A worker node runs several processes (its two Celery workers and their pools): they
-write to a directory shared through `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's
-multiprocess mode) and the node serves the sum on its port (`serve_directory`).
+A worker node runs several processes (its two Celery workers and their pools): the node
+(workers/launcher.py) makes a private directory and hands it to them as
+`PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode: it must be in the
+environment before prometheus_client is imported, hence before the processes start); each
+pool process records there (`from_environment()`, from a Celery signal in workers/app.py)
+and the node serves the sum on its port (`serve_directory`). Counters of pool processes
+that exited keep counting in the sum, as a node's totals must.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ import os
 import threading
 from typing import Any
 
+from regbot.errors import RegbotError
+
 ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name for it
+
+
+class MetricsError(RegbotError):
+    """The metrics endpoint cannot be served (port taken, bad address)."""
+
 
 _guard = threading.Lock()
 _metrics: _Metrics | None = None
@@ -62,28 +73,50 @@ def _install(registry: Any = None) -> None:
             _metrics = _Metrics(registry)
 
 
-def serve(port: int, host: str = "") -> None:
-    """Collect this process's metrics and serve them on `port` (a daemon thread)."""
-    from prometheus_client import start_http_server
-
+def serve(port: int, host: str = "") -> Any:
+    """Collect this process's metrics and serve them on `port` (a daemon thread); returns
+    the HTTP server (its `shutdown()` stops it)."""
     _install()
-    start_http_server(port, addr=host or "0.0.0.0")
+    return _start_server(port, host, None)
 
 
-def serve_directory(port: int, directory: str, host: str = "") -> None:
-    """Serve the sum of the metrics the processes write to `directory` (a worker node)."""
-    from prometheus_client import CollectorRegistry, start_http_server
+def serve_directory(port: int, directory: str, host: str = "") -> Any:
+    """Serve the sum of the metrics the processes write to `directory` (a worker node);
+    returns the HTTP server. This process records nothing itself."""
+    from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)
-    start_http_server(port, addr=host or "0.0.0.0", registry=registry)
+    return _start_server(port, host, registry)
+
+
+def _start_server(port: int, host: str, registry: Any) -> Any:
+    from prometheus_client import start_http_server
+
+    kw = {"registry": registry} if registry is not None else {}
+    try:
+        server, _thread = start_http_server(port, addr=host or "0.0.0.0", **kw)
+    except OSError as exc:  # port taken, address not local, ...
+        raise MetricsError(f"cannot serve metrics on {host or '*'}:{port}: "
+                           f"{exc.strerror or exc}") from None
+    return server
 
 
 def from_environment() -> None:
     """In a process of a node serving metrics (PROMETHEUS_MULTIPROC_DIR set): collect."""
     if os.environ.get(ENV_DIR):
         _install()
+
+
+def process_dead(pid: int) -> None:
+    """A process of this node is gone: drop what only a live process means (prometheus
+    multiprocess bookkeeping; its counters stay, summed into the node's totals)."""
+    directory = os.environ.get(ENV_DIR)
+    if directory:
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(pid, directory)
 
 
 def enabled() -> bool:

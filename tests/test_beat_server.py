@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.support.processes import REPO_ROOT, regbot_env, spawn, stop_process
+from tests.support.processes import REPO_ROOT, free_port, regbot_env, spawn, stop_process
 from tests.support.redis_server import BROKER_DB
 
 CONFIG = """\
@@ -46,9 +46,11 @@ def test_server_runs_beat_and_worker_and_skips_overlapping_runs(tmp_path, redis_
     config.write_text(CONFIG)
     log_path = tmp_path / "server.log"
     client = redis_server.client(BROKER_DB)
+    port = free_port()
     proc = spawn(
         [sys.executable, "-m", "regbot", "server", "-c", str(config), "--broker", broker,
-         "--transfers", "1", "-n", f"server-test-{os.getpid()}"],
+         "--transfers", "1", "-n", f"server-test-{os.getpid()}",
+         "--metrics-port", f"127.0.0.1:{port}"],
         log_path, env=regbot_env(), cwd=REPO_ROOT)
     try:
         deadline = time.monotonic() + 45
@@ -60,6 +62,12 @@ def test_server_runs_beat_and_worker_and_skips_overlapping_runs(tmp_path, redis_
             time.sleep(0.3)
         else:
             pytest.fail(f"no two runs and one skip within 45 s; log:\n{log_path.read_text()}")
+        # the node's endpoint counts the runs its scripts pool made (recorded before
+        # their results were stored, so at least those seen)
+        from tests.test_metrics import scrape
+
+        runs = scrape(port).get('regbot_script_runs_total{status="ok"}', 0)
+        assert runs >= statuses.count("ok"), (runs, statuses)
     finally:
         stop_process(proc, grace=30)
         client.close()

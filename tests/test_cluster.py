@@ -379,6 +379,35 @@ def test_only_large_blobs_go_to_the_transfers_queue(tmp_path, registry, registry
     assert node.transfers_done() == 2, nodes.logs()
 
 
+def test_once_on_a_terminal_shows_the_rate_limit_the_workers_saw(
+        tmp_path, token_front_factory, registry, registry2, repo, redis_db, nodeset_factory):
+    """The live display of `once` on a cluster: the copies are made by a worker, which
+    records the upstream's RateLimit headers in Redis; the display reads them there."""
+    from tests.support.regbot_cli import run_on_pty
+
+    upstream = token_front_factory(rate_limit=100)
+    config = write_config(tmp_path / "regbot.yml", [
+        {"registry": "hub.test", "hostname": upstream.host, "tls": "disabled",
+         "user": "alice", "pass": "s3cret-Pa55"},
+        {"registry": "dst.test", "hostname": registry2.host, "tls": "disabled"},
+    ], {"mirror": f'image.copy("hub.test/{repo}:v1", "dst.test/{repo}:v1")'})
+    nodes = nodeset_factory(config, redis_db, redis_db)
+    nodes.start("solo", transfers=1)
+    image = images.build_image(layers=2, layer_size=256, seed=521)
+    images.push_image(registry.host, repo, image, tag="v1")
+    nodes.wait_ready()
+
+    status, screen = run_on_pty(["once", "-c", str(config)],
+                                env={**nodes.cluster_env(), "COLUMNS": "200"})
+    assert status == 0, screen + nodes.logs()
+    expect_copied(registry2.host, repo, "v1", image)
+    seen = Limits(redis.Redis.from_url(redis_db)).last_ratelimit("hub.test")
+    assert seen is not None and seen.limit == 100 and 0 < seen.remain < 100
+    # the last frame, drawn when the run ended, shows what the worker recorded
+    shown = re.findall(r"rate limit left: .*?hub\.test (\d+)/(\d+)", screen)
+    assert shown and shown[-1] == (str(seen.remain), "100"), screen
+
+
 # --- a node dies mid-transfer ----------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ scripts:
 def test_flower_lists_script_runs_with_args_state_and_runtime(tmp_path, broker):
     config = tmp_path / "regbot.yml"
     config.write_text(CONFIG)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = regbot_env(REGBOT_BROKER_URL=broker, FLOWER_UNAUTHENTICATED_API="true")
     procs = []
     try:
@@ -39,7 +39,7 @@ def test_flower_lists_script_runs_with_args_state_and_runtime(tmp_path, broker):
 
         procs.append(spawn(
             [sys.executable, "-m", "regbot", "worker", "-c", str(config), "--transfers", "1",
-             "-n", f"flower-test-{os.getpid()}"],
+             "-n", f"flower-test-{os.getpid()}", "--metrics-port", f"127.0.0.1:{metrics_port}"],
             tmp_path / "worker.log", env=env, cwd=REPO_ROOT))
 
         from workers.app import create_app
@@ -72,6 +72,12 @@ def test_flower_lists_script_runs_with_args_state_and_runtime(tmp_path, broker):
         uid = next(iter(sent))
         info = requests.get(f"{base}/api/task/info/{uid}", timeout=5).json()
         assert info["state"] == "SUCCESS" and info["name"] == SCRIPT_TASK
+        # the node's Prometheus endpoint, alongside Flower, counted the same two runs
+        from tests.test_metrics import scrape
+
+        values = scrape(metrics_port)
+        assert values['regbot_script_runs_total{status="ok"}'] == 1, values
+        assert values['regbot_script_runs_total{status="failed"}'] == 1, values
         app.close()
     finally:
         for proc in reversed(procs):

@@ -85,7 +85,7 @@ def test_tag_and_catalog_pagination(mem_registry):
         im.push_manifest(host, "p/q", tag, image.manifest, image.media_type)
     first = requests.get(f"{url}/v2/p/q/tags/list?n=2", timeout=10)
     assert first.json() == {"name": "p/q", "tags": ["t0", "t1"]}
-    assert first.headers["Link"] == '</v2/p/q/tags/list?n=2&last=t1>; rel="next"'
+    assert first.headers["Link"] == '</v2/p/q/tags/list?last=t1&n=2>; rel="next"'
     last = requests.get(f"{url}/v2/p/q/tags/list?n=2&last=t2", timeout=10)
     assert last.json()["tags"] == ["t3", "t4"] and "Link" not in last.headers
     assert im.list_tags(host, "p/q") == ["t0", "t1", "t2", "t3", "t4"]
@@ -93,7 +93,7 @@ def test_tag_and_catalog_pagination(mem_registry):
         im.push_image(host, repo, image, "x")
     cat = requests.get(f"{url}/v2/_catalog?n=2", timeout=10)
     assert cat.json()["repositories"] == ["a", "p/q"]
-    assert cat.headers["Link"] == '</v2/_catalog?n=2&last=p%2Fq>; rel="next"'
+    assert cat.headers["Link"] == '</v2/_catalog?last=p%2Fq&n=2>; rel="next"'
     assert im.list_catalog(host) == ["a", "p/q", "p/r"]
     assert requests.get(f"{url}/v2/zz/tags/list", timeout=10).status_code == 404
 

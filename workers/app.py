@@ -154,3 +154,22 @@ def _setup_regbot_logging(**_: Any) -> None:
     # The relay of `once` may want more detail than this node prints: the threshold sits
     # on the handler, so the logger level can be lowered for a run (workers/logstream.py).
     handler.setLevel(logging.getLogger("regbot").level)
+
+
+@signals.worker_process_init.connect
+def _record_metrics(**_: Any) -> None:
+    """A pool process of a node serving metrics (PROMETHEUS_MULTIPROC_DIR set by
+    workers/launcher.py) records its copies, blobs and script runs for the node's sum."""
+    from regbot import metrics
+
+    metrics.from_environment()
+
+
+@signals.worker_process_shutdown.connect
+def _pool_process_gone(pid: int | None = None, **_: Any) -> None:
+    """prometheus multiprocess bookkeeping for a pool process that exits (Celery replacing
+    it, or the node stopping): what only a live process means goes with it."""
+    if pid:
+        from regbot import metrics
+
+        metrics.process_dead(pid)

@@ -13,20 +13,28 @@ stopped too: a half node is not left running.
 Pool sizes are fixed when the node starts; tasks re-read the config file when it changes
 (workers/context.py), so only a new `defaults.parallel` needs a restart to resize the pool
 (the cluster-wide heavy-slot limit follows the new value at once).
+
+With `--metrics-port` the node serves one Prometheus endpoint for all its processes: they
+record in a private directory the node makes (prometheus_client's multiprocess mode, see
+regbot/metrics.py) and removes when it exits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from regbot import metrics
 from regbot.logs import get_logger, log_fields
 from workers.settings import (
     ENV_CONFIG,
@@ -60,6 +68,7 @@ class NodeOptions:
     json_logs: bool = False
     lease: float | None = None
     visibility_timeout: float | None = None
+    metrics: tuple[str, int] | None = None  # (host, port) of the node's metrics endpoint
 
 
 def worker_commands(opts: NodeOptions) -> list[tuple[str, list[str]]]:
@@ -108,7 +117,38 @@ def run_node(opts: NodeOptions) -> int:
     """Start the node's worker processes and supervise them; returns the exit status."""
     if not any(q in QUEUES for q in opts.queues):
         raise ValueError(f"no known queue in {list(opts.queues)}: use {', '.join(QUEUES)}")
-    env = worker_env(opts)
+    with _node_metrics(opts.metrics) as metrics_dir:
+        env = worker_env(opts)
+        if metrics_dir is not None:
+            env[metrics.ENV_DIR] = metrics_dir
+        else:
+            # a directory inherited from whoever started the node is not this node's
+            env.pop(metrics.ENV_DIR, None)
+        return _run(opts, env)
+
+
+@contextlib.contextmanager
+def _node_metrics(address: tuple[str, int] | None) -> Iterator[str | None]:
+    """With an address: a fresh private directory for the node's processes to record
+    their metrics in, its sum served on the address while the node runs, removed after
+    (prometheus multiprocess files of an earlier node would be summed in otherwise)."""
+    if address is None:
+        yield None
+        return
+    directory = tempfile.mkdtemp(prefix="regbot-metrics-")
+    try:
+        server = metrics.serve_directory(address[1], directory, address[0])
+        log_fields(log, logging.INFO, "Metrics", address=f"{address[0] or '*'}:{address[1]}")
+        try:
+            yield directory
+        finally:
+            server.shutdown()
+            server.server_close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run(opts: NodeOptions, env: dict[str, str]) -> int:
     procs: dict[str, subprocess.Popen] = {}
     stopping: dict[str, int | None] = {"signal": None, "count": 0}
 

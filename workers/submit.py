@@ -55,6 +55,7 @@ def check_cluster(settings: ClusterSettings, app=None) -> redis.Redis:
     except redis.RedisError as exc:
         raise ClusterUnavailable(f"cannot reach Redis at {sanitize(settings.redis_url)}: "
                                  f"{_one_line(exc)}") from None
+    own_app = app is None
     app = app or create_app(settings)
     try:
         with app.connection_for_write() as conn:
@@ -63,21 +64,32 @@ def check_cluster(settings: ClusterSettings, app=None) -> redis.Redis:
     except Exception as exc:  # kombu raises OperationalError or the transport's own errors
         raise ClusterUnavailable(f"cannot reach the broker at {sanitize(settings.broker_url)}"
                                  f": {_one_line(exc)}") from None
+    finally:
+        if own_app:
+            app.close()
     return store
 
 
+def cluster_engine(config: Config, settings: ClusterSettings) -> Engine:
+    """The engine of `once` on a cluster, its limits on the cluster's Redis: what the run
+    waits on, and where the live display reads the rate limits the workers recorded.
+    Redis and the broker are checked first (one clear error when either is down)."""
+    add_secrets(settings.secrets())
+    return Engine(config, Limits(check_cluster(settings)))
+
+
 def run_cluster_once(
-    config: Config,
+    engine: Engine,
     settings: ClusterSettings,
     *,
     dry_run: bool = False,
     progress_for: Callable[[str], ProgressListener | None] | None = None,
     on_done: Callable[[ScriptResult], None] | None = None,
 ) -> list[ScriptResult]:
-    """Run every script of `config` once on the cluster; results in config order."""
-    add_secrets(settings.secrets())
+    """Run every script of the engine's config once on the cluster (`cluster_engine`);
+    results in config order."""
+    config = engine.config
     app = create_app(settings)
-    engine = Engine(config, Limits(check_cluster(settings, app)))
     limits = engine.limits
     run_id = uuid.uuid4().hex
     stream = RunStream(limits, run_id)

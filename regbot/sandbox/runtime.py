@@ -224,7 +224,11 @@ class Sandbox:
             return value.encode("utf-8", "surrogateescape")
         if lua51.lua_type(value) is not None:
             return value
-        if isinstance(value, (list, tuple, dict)):
+        if isinstance(value, (list, tuple)):
+            # element by element into the table: a long list (tag.ls of 10,000 tags) is
+            # not first encoded into a second list of the same length
+            return self._lua.table_from((self._encode(v, 1) for v in value), recursive=True)
+        if isinstance(value, dict):
             return self._lua.table_from(self._encode(value, 0), recursive=True)
         raise TypeError(f"cannot hand a {type(value).__name__} to Lua")
 

@@ -28,7 +28,8 @@ def setup(sb: Sandbox) -> None:
         ref = as_reference(sb, ref_value, "tag.ls")
         limit, last = list_options(sb, opts, "tag.ls")
         sb.log.debug("Listing tags", repo=ref.common_name(), limit=limit, last=last)
-        return list(sb.client.tag_list(ref, limit=limit, last=last))
+        # the client's list as it is: a list of 10,000 tags is not copied again here
+        return sb.client.tag_list(ref, limit=limit, last=last)
 
     def delete(ref_value: Any = None, *_: Any) -> None:
         ref = as_reference(sb, ref_value, "tag.delete")

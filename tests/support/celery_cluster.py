@@ -109,7 +109,8 @@ class NodeSet:
 
     def start(self, name: str, *, transfers: int = 2, queues: str = "scripts,transfers",
               lease: float | None = None, visibility_timeout: float | None = None,
-              verbosity: str = "info") -> WorkerNode:
+              verbosity: str = "info", metrics_port: int | None = None,
+              env: dict[str, str] | None = None) -> WorkerNode:
         cwd = self.root / name
         cwd.mkdir(parents=True, exist_ok=True)
         log_path = self.root / f"{name}.log"
@@ -120,8 +121,11 @@ class NodeSet:
             argv += ["--lease", str(lease)]
         if visibility_timeout:
             argv += ["--visibility-timeout", str(visibility_timeout)]
+        if metrics_port:
+            argv += ["--metrics-port", f"127.0.0.1:{metrics_port}"]
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, cwd=cwd, env=self.cluster_env(), stdout=log,
+            proc = subprocess.Popen(argv, cwd=cwd, env={**self.cluster_env(), **(env or {})},
+                                    stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         node = WorkerNode(name, proc, log_path, tuple(q for q in queues.split(",") if q))
         self.nodes.append(node)

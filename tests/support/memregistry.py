@@ -1,7 +1,7 @@
 """An in-memory OCI distribution registry for the cases docker-registry 2.8 cannot produce.
 
     reg = MemRegistry(referrers_api=True, tag_delete=True, mount=True, delete=True,
-                      user="", password="")
+                      user="", password="", page_size=0)
     reg.host            # "127.0.0.1:PORT" (plain http), reg.url, reg.stop(), context manager
     reg.manifests       # {repo: {digest: (media_type, raw bytes)}}
     reg.tags            # {repo: {tag: digest}}
@@ -22,8 +22,9 @@ What it implements (newer-registry behaviour, OCI distribution spec 1.1):
   subject is that digest (artifactType = the manifest's artifactType or its config media
   type, annotations copied), `OCI-Filters-Applied: artifactType` when filtered, 200 with an
   empty list for an unknown subject. referrers_api=False: 404 "404 page not found" as 2.8.
-- Tags list sorted, paginated by `n` and `last`, with `Link: </v2/<repo>/tags/list?n=N&last=T>;
-  rel="next"` while more remain; catalog likewise (`/v2/_catalog?n=&last=`).
+- Tags list sorted, paginated by `n` and `last`, with `Link: </v2/<repo>/tags/list?last=T&n=N>;
+  rel="next"` while more remain; catalog likewise (`/v2/_catalog?n=&last=`). `page_size=N`:
+  at most N names a page, `n` or not (a registry that pages on its own).
 - Blobs: GET (with `Range: bytes=a-b` -> 206) / HEAD / DELETE; uploads: POST (session 202,
   `?digest=` monolithic 201, `?mount=&from=` 201 when mounted, else a session 202),
   PATCH (appends; a `Content-Range` whose start is not the current size gets 416), PUT
@@ -69,12 +70,15 @@ tests/support/registry.py), for the other engineers:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import os
 import re
 import secrets
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -126,8 +130,9 @@ class _Reject(Exception):
 class MemRegistry(ThreadedService):
     def __init__(self, *, referrers_api: bool = True, tag_delete: bool = True,
                  mount: bool = True, delete: bool = True, user: str = "",
-                 password: str = "") -> None:
+                 password: str = "", page_size: int = 0) -> None:
         self.referrers_api = referrers_api
+        self.page_size = page_size
         self.tag_delete = tag_delete
         self.mount = mount
         self.delete = delete
@@ -219,19 +224,25 @@ class MemRegistry(ThreadedService):
         if last:
             items = [i for i in items if i > last]
         if "n" not in q or q["n"] == "":
-            return items, {}
-        try:
-            n = int(q["n"])
-        except ValueError:
-            raise _Reject(400, "PAGINATION_NUMBER_INVALID", "invalid number of results requested",
-                          {"n": q["n"]}) from None
-        if n < 0:
-            raise _Reject(400, "PAGINATION_NUMBER_INVALID", "invalid number of results requested",
-                          {"n": n})
+            if not self.page_size:
+                return items, {}
+            n = self.page_size  # a registry paging on its own, asked or not
+        else:
+            try:
+                n = int(q["n"])
+            except ValueError:
+                raise _Reject(400, "PAGINATION_NUMBER_INVALID",
+                              "invalid number of results requested", {"n": q["n"]}) from None
+            if n < 0:
+                raise _Reject(400, "PAGINATION_NUMBER_INVALID",
+                              "invalid number of results requested", {"n": n})
+            if self.page_size:
+                n = min(n, self.page_size)
         page = items[:n]
         headers = {}
         if len(items) > n and page:
-            headers["Link"] = f'<{path}?n={n}&last={quote(page[-1], safe="")}>; rel="next"'
+            # distribution's form: `last` first, then `n`
+            headers["Link"] = f'<{path}?last={quote(page[-1], safe="")}&n={n}>; rel="next"'
         return page, headers
 
     # ------------------------------------------------------------ catalog and tags
@@ -500,3 +511,39 @@ class MemRegistry(ThreadedService):
         with self._state:
             self.uploads.pop(upload_id, None)
         h.send(204, API_HEADER)
+
+
+# --- in a process of its own ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def separate_process(count: int = 1, **options: Any) -> Iterator[list[str]]:
+    """`count` MemRegistry instances in a child process; yields their hosts. For tests
+    measuring the memory of their own process, which an in-process registry would share."""
+    import subprocess
+    import sys
+
+    from tests.support.processes import REPO_ROOT
+
+    code = ("import json, sys\n"
+            "from tests.support.memregistry import MemRegistry\n"
+            f"regs = [MemRegistry(**json.loads(sys.argv[1])) for _ in range({count})]\n"
+            "print(' '.join(r.host for r in regs), flush=True)\n"
+            "sys.stdin.read()  # until the parent closes it\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(options)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        hosts = line.split()
+        if len(hosts) != count:
+            raise RuntimeError(f"in-memory registry process did not start: {line!r}")
+        yield hosts
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
