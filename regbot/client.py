@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from regbot import __version__
 from regbot.hosts import Host, HostTable
 from regbot.limits import Limits
 from regbot.scheme.base import BlobReader, BlobSource, Headers, Listing, Scheme
-from regbot.scheme.ocidir import OCIDirScheme
 from regbot.scheme.reg import RegScheme
 from regbot.types.descriptor import Descriptor
 from regbot.types.manifest import Manifest
@@ -41,11 +41,24 @@ class RegClient:
                 user_agent=user_agent or DEFAULT_USER_AGENT,
                 blob_limit=blob_limit,
             ),
-            "ocidir": OCIDirScheme(blob_limit=blob_limit),
         }
+        self._blob_limit = blob_limit
+        self._lock = threading.Lock()
 
     def scheme(self, ref: Reference) -> Scheme:
-        return self._schemes[ref.scheme]
+        scheme = self._schemes.get(ref.scheme)
+        if scheme is None:
+            scheme = self._ocidir() if ref.scheme == "ocidir" else self._schemes[ref.scheme]
+        return scheme
+
+    def _ocidir(self) -> Scheme:
+        # Imported on first use: most runs never touch a layout directory.
+        from regbot.scheme.ocidir import OCIDirScheme
+
+        with self._lock:
+            if "ocidir" not in self._schemes:
+                self._schemes["ocidir"] = OCIDirScheme(blob_limit=self._blob_limit)
+            return self._schemes["ocidir"]
 
     def ping(self, ref: Reference) -> None:
         self.scheme(ref).ping(ref)

@@ -41,6 +41,7 @@ REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
 READ_CHUNK = 256 * 1024  # read1 hands out what has arrived: small on a slow link
 MAX_TOKEN_BODY = 1024 * 1024
+IDLE_CONNECTIONS = 16  # kept per host beyond reqConcurrent
 
 Body = bytes | Callable[[], Iterable[bytes]] | Iterable[bytes] | None
 
@@ -552,7 +553,10 @@ class HTTPClient:
             pools = self._pools.get(host.name)
             if pools is None:
                 context = self._ssl_context(host) if host.tls != TLS_DISABLED else None
-                pools = _HostPools(context, max(host.concurrency, 1))
+                # A request slot is held until the answer's headers: bodies stream after
+                # it, so more connections than reqConcurrent are in use at times; keep
+                # them for reuse instead of discarding them.
+                pools = _HostPools(context, max(host.concurrency, 1) + IDLE_CONNECTIONS)
                 self._pools[host.name] = pools
             return pools
 
