@@ -622,6 +622,32 @@ def test_transfer_stops_when_its_copy_is_cancelled(worker_ctx, store, monkeypatc
 # --- the run stream --------------------------------------------------------------------------
 
 
+def test_run_stream_sends_entries_in_batches_in_order(store, monkeypatch):
+    """A burst of events costs one round trip, not one each; they arrive in order, by
+    the process's flusher soon after or by flush() at the end of the task."""
+    stream = RunStream(Limits(store), "batch")
+    sent = []
+    real = store.pipeline
+
+    def counting_pipeline(*args, **kwargs):
+        sent.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "pipeline", counting_pipeline)
+    progress = StreamProgress(stream, "s1")
+    for n in range(200):
+        progress.finished(ProgressEvent("blob", f"b{n}", "a", "b", "d", n, n))
+    stream.flush()
+    entries = [e for _, e in stream.read("0", count=1000)]
+    assert [e["data"]["unit_id"] for e in entries] == [f"b{n}" for n in range(200)]
+    assert 1 <= len(sent) <= 3
+    progress.finished(ProgressEvent("blob", "late", "a", "b", "d", 1, 1))
+    deadline = time.monotonic() + 10
+    while len(stream.read("0", count=1000)) < 201 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the flusher sends it without flush()
+    assert stream.read("0", count=1000)[-1][1]["data"]["unit_id"] == "late"
+
+
 def test_run_stream_relays_redacted_lines_and_progress(store):
     clear_secrets()
     add_secrets(["hunter2-secret"])
@@ -632,6 +658,7 @@ def test_run_stream_relays_redacted_lines_and_progress(store):
             log.debug("token is hunter2-secret", extra={"fields": {"script": "s1", "n": 3}})
         log.info("after the run: not relayed")
         StreamProgress(stream, "s1").finished(ProgressEvent("blob", "b1", "a", "b", "d", 5, 5))
+        stream.flush()
         entries = [e for _, e in stream.read("0")]
         assert len(entries) == 2
         assert entries[0]["msg"] == "token is ***" and entries[0]["level"] == logging.DEBUG

@@ -6,15 +6,21 @@ filter) and each copy progress event to a Redis stream named after the run
 (`<prefix>:run:<id>`, regbot/limits.py Keys); `once` reads the stream, prints the lines through its own logging (so
 they look as they do in an embedded run) and feeds the events to its progress display.
 The stream holds only what the log lines hold (names, references, digests, counts), is
-capped in length and expires a day after its last entry. `once` can also ask the run's
-scripts to stop (`cancel`), which they do as at their timeout.
+capped in length and expires a day after its last entry. Entries are sent in batches
+(one pipeline every FLUSH_EVERY seconds from one thread per process, and at the end of
+each task), so a copy of many small units does not pay a Redis round trip per event.
+`once` can also ask the run's scripts to stop (`cancel`), which they do as at their
+timeout.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +35,8 @@ log = logging.getLogger("regbot.workers")
 
 STREAM_MAXLEN = 50_000  # entries kept per run (approximate trim)
 STREAM_TTL = 24 * 3600  # seconds a run's stream outlives its last entry
+FLUSH_EVERY = 0.05  # seconds an entry may wait to be sent with others
+PENDING_MAX = 10_000  # entries kept while Redis does not answer (oldest dropped)
 PROGRESS_EVENTS = ("started", "bytes_done", "skipped", "mounted", "finished", "failed",
                    "copy_started", "copy_ended")
 
@@ -43,16 +51,48 @@ class RunStream:
         self.run_id = run_id
         self.key = limits.keys.run_stream(run_id)
         self.cancel_key = limits.keys.run_cancel(run_id)
+        self._pending: list[str] = []
+        self._pending_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._failed = False
 
     # --- writing (workers) ---
 
     def publish(self, entry: dict[str, Any]) -> None:
-        """Append one entry; raises redis errors (callers decide whether they matter)."""
+        """Queue one entry; it is sent within FLUSH_EVERY seconds, or by `flush()`."""
         body = json.dumps(entry, separators=(",", ":"), default=str)
-        pipe = self.store.pipeline(transaction=False)
-        pipe.xadd(self.key, {"e": body}, maxlen=STREAM_MAXLEN, approximate=True)
-        pipe.expire(self.key, STREAM_TTL)
-        pipe.execute()
+        with self._pending_lock:
+            self._pending.append(body)
+            if len(self._pending) > PENDING_MAX:
+                del self._pending[: len(self._pending) - PENDING_MAX]
+        _flusher().watch(self)
+
+    def flush(self) -> None:
+        """Send what is queued now, in order; a Redis error is logged once per stream
+        (the relay must never break the script it reports on)."""
+        with self._send_lock:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                pipe = self.store.pipeline(transaction=False)
+                for body in batch:
+                    pipe.xadd(self.key, {"e": body}, maxlen=STREAM_MAXLEN, approximate=True)
+                pipe.expire(self.key, STREAM_TTL)
+                pipe.execute()
+            except redis.RedisError:
+                with self._pending_lock:  # kept for the next try, oldest first
+                    self._pending[:0] = batch[-PENDING_MAX:]
+                if not self._failed:
+                    self._failed = True
+                    log.warning("cannot relay log lines and progress of run %s to its Redis "
+                                "stream", self.run_id)
+
+    @property
+    def pending(self) -> bool:
+        with self._pending_lock:
+            return bool(self._pending)
 
     def cancelled(self) -> str:
         """Why `once` asked this run to stop, "" when it did not."""
@@ -96,7 +136,6 @@ class StreamLogHandler(logging.Handler):
         self.script = script
         self.addFilter(ScriptFieldFilter())
         self.addFilter(RedactFilter())
-        self._failed = False
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -114,10 +153,7 @@ class StreamLogHandler(logging.Handler):
                 entry["exc"] = redact(record.exc_text)
             self.stream.publish(entry)
         except Exception:  # the relay must never break the script it reports on
-            if not self._failed:
-                self._failed = True
-                log.warning("cannot relay log lines of run %s to its Redis stream",
-                            self.stream.run_id)
+            self.handleError(record)
 
 
 class StreamProgress(ProgressListener):
@@ -126,17 +162,10 @@ class StreamProgress(ProgressListener):
     def __init__(self, stream: RunStream, script: str) -> None:
         self.stream = stream
         self.script = script
-        self._failed = False
 
     def _send(self, name: str, event: ProgressEvent) -> None:
-        try:
-            self.stream.publish({"t": "progress", "script": self.script, "event": name,
-                                 "data": event.to_dict()})
-        except Exception:
-            if not self._failed:
-                self._failed = True
-                log.warning("cannot relay progress of run %s to its Redis stream",
-                            self.stream.run_id)
+        self.stream.publish({"t": "progress", "script": self.script, "event": name,
+                             "data": event.to_dict()})
 
     def started(self, event: ProgressEvent) -> None:
         self._send("started", event)
@@ -186,6 +215,7 @@ def relay_logs(stream: RunStream, script: str, level: int | None) -> Iterator[No
     finally:
         with _level_guard:
             root.removeHandler(handler)
+        stream.flush()  # everything of this task is in the stream before its result
 
 
 @contextmanager
@@ -209,6 +239,49 @@ def watch_cancel(stream: RunStream, event: threading.Event,
         yield
     finally:
         stop.set()
+
+
+class _Flusher:
+    """The one thread of a process that sends the streams' queued entries: it runs while
+    some stream has entries waiting, every FLUSH_EVERY seconds."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._streams: weakref.WeakSet[RunStream] = weakref.WeakSet()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, stream: RunStream) -> None:
+        with self._cond:
+            self._streams.add(stream)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="regbot-stream-flush",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not any(s.pending for s in self._streams):
+                    self._cond.wait()
+                streams = list(self._streams)
+            time.sleep(FLUSH_EVERY)  # let a burst of events gather into one batch
+            for stream in streams:
+                stream.flush()
+
+
+_flusher_lock = threading.Lock()
+_flusher_of_process: _Flusher | None = None
+
+
+def _flusher() -> _Flusher:
+    """This process's flusher (a forked pool process makes its own)."""
+    global _flusher_of_process
+    with _flusher_lock:
+        if _flusher_of_process is None or _flusher_of_process.pid != os.getpid():
+            _flusher_of_process = _Flusher()
+        return _flusher_of_process
 
 
 def _plain(value: Any) -> Any:
