@@ -191,6 +191,7 @@ class Limits:
         self._where = self._ops.where
         self._renewer = _Renewer()
         self._wakeups = _Wakeups()
+        self._gates = _LocalGates()
 
     @classmethod
     def in_memory(cls, **kwargs) -> Limits:
@@ -337,20 +338,29 @@ class Limits:
         if limit <= 0:
             yield
             return
-        hold = _SlotHold(self, key, limit)
-        try:
-            acquired = self._wait(hold.try_acquire, key, deadline)
-        except BaseException:
-            hold.release()  # the script may have run before its reply was lost
-            raise
-        if not acquired:
+        # At most `limit` threads of this process ask the store; the others wait here
+        # without a round trip (a process never holds more than `limit` anyway).
+        gate = self._gates.get(key, limit)
+        remaining = deadline.remaining()
+        if not gate.acquire(timeout=None if remaining is None else max(0.0, remaining)):
             raise LimitTimeout(f"{what}: all {limit} taken for {deadline.timeout:g}s")
-        job = self._renewer.add(self.lease / 3, hold.renew)
         try:
-            yield
+            hold = _SlotHold(self, key, limit)
+            try:
+                acquired = self._wait(hold.try_acquire, key, deadline)
+            except BaseException:
+                hold.release()  # the script may have run before its reply was lost
+                raise
+            if not acquired:
+                raise LimitTimeout(f"{what}: all {limit} taken for {deadline.timeout:g}s")
+            job = self._renewer.add(self.lease / 3, hold.renew)
+            try:
+                yield
+            finally:
+                self._renewer.remove(job)
+                hold.release()
         finally:
-            self._renewer.remove(job)
-            hold.release()
+            gate.release()
 
     def _pace(self, host: str, per_sec: float, deadline: _Deadline) -> None:
         interval_us = max(1, round(1_000_000 / per_sec))
@@ -492,6 +502,25 @@ class _Deadline:
 
     def remaining(self) -> float | None:
         return None if self.at is None else self.at - time.monotonic()
+
+
+class _LocalGates:
+    """Per semaphore key and limit, a semaphore of this process's threads (made afresh
+    in a forked child: a parent's thread may have held one at the fork)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._pid = os.getpid()
+        self._gates: dict[tuple[str, int], threading.Semaphore] = {}
+
+    def get(self, key: str, limit: int) -> threading.Semaphore:
+        with self._guard:
+            if self._pid != os.getpid():
+                self._pid, self._gates = os.getpid(), {}
+            gate = self._gates.get((key, limit))
+            if gate is None:
+                gate = self._gates[(key, limit)] = threading.Semaphore(limit)
+            return gate
 
 
 class _SlotHold:
