@@ -30,6 +30,15 @@ def _load(settings: dict[str, Any]):
     return load_config(path)
 
 
+def _load_scripts(settings: dict[str, Any]):
+    """The config of a command that runs its scripts: one defining none is a mistake
+    (an empty file, `scripts: []`), not a run that did nothing."""
+    config = _load(settings)
+    if not config.scripts:
+        raise ConfigError(f"{config.source}: defines no scripts (add entries under `scripts:`)")
+    return config
+
+
 @click.group(cls=LazyGroup, lazy_subcommands=COMMANDS,
              context_settings={"help_option_names": ["-h", "--help"]})
 @_common_options
@@ -91,7 +100,7 @@ def once(ctx: click.Context, broker: str | None, result_backend: str | None,
     With a broker configured the scripts run on the cluster's workers and their log lines
     and progress are shown here; without one they run in this process."""
     settings = _settings(ctx, **given)
-    config = _load(settings)
+    config = _load_scripts(settings)
     from regbot.embedded import run_once
     from regbot.runner import RunOptions
     from regbot.summary import render_summary
@@ -155,7 +164,7 @@ def server(ctx: click.Context, broker: str | None, result_backend: str | None,
     With a broker configured this node runs a beat and a worker of the cluster (see
     `regbot beat` and `regbot worker`); without one the scripts run in this process."""
     settings = _settings(ctx, **given)
-    config = _load(settings)
+    config = _load_scripts(settings)
     from workers.settings import ClusterSettings
 
     cluster = ClusterSettings.resolve(broker, result_backend, redis_url)

@@ -55,6 +55,11 @@ DEFAULT_USER_AGENT = f"regbot/{__version__}"
 DEFAULT_CRED_EXPIRE = 3600.0  # seconds; Go's default when credExpire is unset
 # Beyond the Go regbot (which ignores these keys):
 DEFAULT_COPY_WINDOW = 8  # copies one script has in flight at once (copyWindow)
+# What the Lua state of a script opens: the whole standard library as the Go regbot does,
+# or, for scripts the operator did not write, no files, processes or modules.
+SANDBOX_FULL = "full"
+SANDBOX_RESTRICTED = "restricted"
+SANDBOX_MODES = (SANDBOX_FULL, SANDBOX_RESTRICTED)
 DEFAULT_TRANSFER_MIN = 1024 * 1024  # blob bytes from which a cluster sends the blob to a node
 
 # Names the Go client folds into docker.io (config.DockerRegistry*).
@@ -76,6 +81,7 @@ class Defaults:
     user_agent: str = DEFAULT_USER_AGENT
     copy_window: int = DEFAULT_COPY_WINDOW
     transfer_min: int = DEFAULT_TRANSFER_MIN
+    sandbox: str = SANDBOX_FULL
 
 
 @dataclass
@@ -89,6 +95,7 @@ class ScriptConfig:
     timeout: float | None = None
     line_offset: int = 1  # YAML line of the script's first line (Lua line n is n-1 below)
     copy_window: int = DEFAULT_COPY_WINDOW
+    sandbox: str = SANDBOX_FULL
 
     def effective_schedule(self) -> Schedule | None:
         """When the server runs it: the schedule, else `@every <interval>`, else None."""
@@ -442,9 +449,9 @@ def _compose(text: str, doc: _Doc) -> Node | None:
 
 _DEFAULT_KEYS = {
     "interval", "schedule", "parallel", "timeout", "blobLimit", "skipDockerConfig", "userAgent",
-    "copyWindow", "transferMin",
+    "copyWindow", "transferMin", "sandbox",
 }  # fmt: skip
-_SCRIPT_KEYS = {"name", "script", "interval", "schedule", "timeout", "copyWindow"}
+_SCRIPT_KEYS = {"name", "script", "interval", "schedule", "timeout", "copyWindow", "sandbox"}
 _CRED_KEYS = {
     "registry", "hostname", "tls", "scheme", "user", "pass", "token", "credHelper",
     "credExpire", "credHost", "regcert", "clientCert", "clientKey", "pathPrefix", "mirrors",
@@ -491,7 +498,17 @@ def _defaults(doc: _Doc, node: Node | None) -> Defaults:
     if (n := _node(entries, "transferMin")) is not None:
         with doc.part():
             d.transfer_min = doc.integer(n, "defaults.transferMin", minimum=0)
+    if (n := _node(entries, "sandbox")) is not None:
+        with doc.part():
+            d.sandbox = _sandbox_mode(doc, n, "defaults.sandbox")
     return d
+
+
+def _sandbox_mode(doc: _Doc, node: Node, path: str) -> str:
+    mode = doc.string(node, path)
+    if mode not in SANDBOX_MODES:
+        raise doc.error(node, f"{path}: expected {' or '.join(SANDBOX_MODES)}, got {go_quote(mode)}")
+    return mode
 
 
 def _scripts(doc: _Doc, node: Node | None, defaults: Defaults) -> list[ScriptConfig]:
@@ -557,6 +574,10 @@ def _script(doc: _Doc, index: int, item: Node, seen: dict[str, tuple[int, Node]]
     if (n := _node(entries, "copyWindow")) is not None:
         with doc.part():
             copy_window = doc.integer(n, f"{where}: copyWindow", minimum=1)
+    sandbox = defaults.sandbox
+    if (n := _node(entries, "sandbox")) is not None:
+        with doc.part():
+            sandbox = _sandbox_mode(doc, n, f"{where}: sandbox")
     return ScriptConfig(
         name=name,
         script=body,
@@ -565,6 +586,7 @@ def _script(doc: _Doc, index: int, item: Node, seen: dict[str, tuple[int, Node]]
         timeout=timeout,
         line_offset=line_offset,
         copy_window=copy_window,
+        sandbox=sandbox,
     )
 
 

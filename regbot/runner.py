@@ -10,6 +10,7 @@ its holder; a holder that dies stops renewing and the lock frees itself within `
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -114,6 +115,11 @@ def run_script_locked(
         lock.release()
 
 
+def config_dir(source: str) -> str | None:
+    """The directory of the config file, where scripts' `require` looks first."""
+    return os.path.dirname(os.path.abspath(source)) if os.path.isfile(source) else None
+
+
 def run_script(
     engine: Engine,
     script: ScriptConfig,
@@ -147,6 +153,8 @@ def run_script(
             copy_window=script.copy_window,
             logger=log,
             cancel=cancel,
+            sandbox_mode=script.sandbox,
+            module_dir=config_dir(config.source),
         )
         with script_context(script.name):
             sandbox.run(script.script)

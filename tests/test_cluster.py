@@ -516,3 +516,30 @@ def test_a_node_supervises_its_two_workers(tmp_path, redis_db, nodeset_factory):
     os.kill(transfers, signal.SIGKILL)
     assert broken.proc.wait(timeout=60) != 0
     assert 'msg="Worker exited" queue=transfers status=-9' in broken.log_text()
+
+
+def test_a_script_using_the_lua_standard_library_runs_on_a_worker(
+        tmp_path, registry, registry2, repo, redis_db, nodeset_factory):
+    """The same Go-regbot script as tests/test_sandbox_stdlib.py, on a node: `require`
+    finds the helper next to the node's config, `os.getenv` reads the node's environment,
+    and `os.exit(0)` ends the script, not the worker (the next run works too)."""
+    from tests.support.stdlib_script import write_stdlib_world
+
+    world = write_stdlib_world(tmp_path / "world", registry.host, registry2.host, repo,
+                               ["v1", "v2"])
+    nodes = nodeset_factory(world.config, redis_db, redis_db, env=world.env)
+    node = nodes.start("solo", transfers=1)
+    pushed = {}
+    for n, tag in enumerate(["v1", "v2"]):
+        pushed[tag] = images.build_image(layers=1, layer_size=300, seed=9300 + n)
+        images.push_image(registry.host, repo, pushed[tag], tag=tag)
+    nodes.wait_ready()
+    for _ in range(2):
+        proc = nodes.once(timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr + nodes.logs()
+        assert "summary script=stdlib status=ok" in proc.stdout, proc.stdout
+        assert "hello from the environment" in proc.stderr
+        assert world.report.read_text() == "1 v1\n2 v2\n"
+        assert node.alive()
+    for tag, image in pushed.items():
+        expect_copied(registry2.host, repo, tag, image)

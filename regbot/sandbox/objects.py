@@ -26,6 +26,8 @@ local byte, sub, match, concat = string.byte, string.sub, string.match, table.co
 local sethook, getinfo, traceback = debug.sethook, debug.getinfo, debug.traceback
 local cocreate, coresume = coroutine.create, coroutine.resume
 local os_time, os_date, os_clock, os_difftime = os.time, os.date, os.clock, os.difftime
+local io_open, tonumber = io.open, tonumber
+local full_os, full_debug, full_package = os, debug, package
 local G = _G
 
 local SCRIPT_SOURCE = "=script"
@@ -33,6 +35,8 @@ local SCRIPT_SOURCE = "=script"
 -- ---------------------------------------------------------------- timeout hook
 
 local timed_out = nil  -- the timeout message, once the deadline has passed
+local exit_status = nil  -- os.exit's status, once the script called it
+local EXIT = setmetatable({}, {__tostring = function() return "os.exit" end})
 
 local function hook()
   if timed_out == nil then
@@ -285,20 +289,90 @@ local function co_finish(ok, ...)
   error((...), 0)
 end
 
-local function restrict_globals()
-  -- lupa's `python` module and everything that reaches files, processes or native code.
-  G.python = nil
-  G.io = nil
-  G.package = nil
-  G.require = nil
-  G.module = nil
-  G.dofile = nil
-  G.loadfile = nil
-  G.newproxy = nil
-  G.gcinfo = nil
+-- os.exit ends the script, never the process: its error unwinds to the run, and every
+-- protected call (pcall, xpcall, coroutine.resume) passes it on instead of catching it.
+local function script_exit(code)
+  if code == nil or code == true then
+    exit_status = 0
+  elseif code == false then
+    exit_status = 1
+  else
+    exit_status = tonumber(code) or 1
+  end
+  error(EXIT, 0)
+end
+
+local function pass_exit(...)
+  if exit_status ~= nil then error(EXIT, 0) end
+  return ...
+end
+
+local function co_resume(c, ...)
+  return pass_exit(coresume(c, ...))
+end
+
+-- Lua files only: a bytecode chunk can crash the interpreter.
+local function safe_loadfile(path)
+  if type(path) ~= "string" then
+    error("bad argument #1 to 'loadfile' (file name expected)", 2)
+  end
+  local f, err = io_open(path, "rb")
+  if f == nil then return nil, err end
+  local src = f:read("*a")
+  f:close()
+  if byte(src, 1) == 27 then return nil, path .. ": binary chunks are not allowed" end
+  return loadstring(src, "@" .. path)
+end
+
+-- The whole standard library, as the Go regbot opens it (gopher-lua's lua.NewState):
+-- files, processes and the environment, `require` of Lua files on package.path (the
+-- config file's directory first), and debug without sethook/gethook (the timeout hook
+-- stays) and the registry (lupa's own tables).
+local function open_full(module_dir)
+  local os_table = {}
+  for k, v in pairs(full_os) do os_table[k] = v end
+  os_table.exit = script_exit
+  G.os = os_table
+  G.debug = {
+    getfenv = full_debug.getfenv, getinfo = full_debug.getinfo,
+    getlocal = full_debug.getlocal, getmetatable = full_debug.getmetatable,
+    getupvalue = full_debug.getupvalue, setfenv = full_debug.setfenv,
+    setlocal = full_debug.setlocal, setmetatable = full_debug.setmetatable,
+    setupvalue = full_debug.setupvalue, traceback = traceback,
+  }
+  if module_dir ~= nil then
+    full_package.path = module_dir .. "/?.lua;" .. module_dir .. "/?/init.lua;" .. full_package.path
+  end
+  full_package.loaded.python = nil  -- lupa's bridge, registered as a module too
+  full_package.preload.python = nil
+  full_package.cpath = ""  -- no native modules (gopher-lua has none either)
+  full_package.loadlib = nil
+  G.loadfile = safe_loadfile
+  G.dofile = function(path)
+    local chunk, err = safe_loadfile(path)
+    if chunk == nil then error(err, 2) end
+    return chunk()
+  end
+end
+
+local function restrict_globals(restricted, module_dir)
+  G.python = nil  -- lupa's bridge to the Python process, in every mode
   string.dump = nil
-  G.os = {time = os_time, date = os_date, clock = os_clock, difftime = os_difftime}
-  G.debug = {traceback = traceback}
+  if restricted then
+    -- Nothing that reaches files, processes, the environment or other modules.
+    G.io = nil
+    G.package = nil
+    G.require = nil
+    G.module = nil
+    G.dofile = nil
+    G.loadfile = nil
+    G.newproxy = nil
+    G.gcinfo = nil
+    G.os = {time = os_time, date = os_date, clock = os_clock, difftime = os_difftime}
+    G.debug = {traceback = traceback}
+  else
+    open_full(module_dir)
+  end
   G.loadstring = safe_loadstring
   G.load = function(reader, chunkname)
     if type(reader) ~= "function" then
@@ -323,11 +397,12 @@ local function restrict_globals()
   -- An error raised by the hook runs the xpcall handler inside the hook, where Lua
   -- runs no hooks: after the timeout, skip the script's handler (it could loop forever).
   G.xpcall = function(f, handler)
-    return xpcall(f, function(e)
-      if timed_out ~= nil then return e end
+    return pass_exit(xpcall(f, function(e)
+      if timed_out ~= nil or exit_status ~= nil then return e end
       return handler(e)
-    end)
+    end))
   end
+  G.pcall = function(...) return pass_exit(pcall(...)) end
   -- Hooks are per coroutine: give each new one the timeout hook.
   local co = G.coroutine
   local function co_create(f)
@@ -336,9 +411,10 @@ local function restrict_globals()
     return c
   end
   co.create = co_create
+  co.resume = co_resume
   co.wrap = function(f)
     local c = co_create(f)
-    return function(...) return co_finish(coresume(c, ...)) end
+    return function(...) return co_finish(co_resume(c, ...)) end
   end
   -- pairs() over an object lists its document fields (Lua 5.1 has no __pairs).
   G.pairs = function(t)
@@ -361,6 +437,7 @@ end
 -- ---------------------------------------------------------------- running
 
 local function on_error(e)
+  if exit_status ~= nil then return {exit = exit_status} end
   local msg = e
   if type(e) ~= "string" then
     local ok, s = pcall(tostring, e)
@@ -383,6 +460,7 @@ local function run(src)
   local ok, info = xpcall(chunk, on_error)
   sethook()
   if ok then return true end
+  if type(info) == "table" and info.exit ~= nil then return "exit", info.exit end
   if type(info) == "table" then return false, info.msg, info.line end
   return false, tostring(info), nil
 end

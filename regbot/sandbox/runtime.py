@@ -2,8 +2,8 @@
 
 One `Sandbox` per script run (a fresh `lupa.lua51` state each time, nothing shared). The
 module files (reference.py, tag.py, ...) only register functions; this file owns:
-- the runtime itself, built without lupa's `python` module and with the globals that reach
-  files, processes or native code removed (see objects.PRELUDE `restrict_globals`);
+- the runtime itself, built without lupa's `python` module, with the Lua standard library
+  as the Go regbot opens it, or restricted (see objects.PRELUDE `restrict_globals`);
 - the timeout: a Lua count hook calls `_check_deadline` every `hook_every` instructions,
   and long API calls check `deadline` themselves (`sleep`, `cancel_token`, `heavy_slot`);
 - the one converter each way (`to_lua`, `from_lua`);
@@ -11,14 +11,18 @@ module files (reference.py, tag.py, ...) only register functions; this file owns
   object to a script's pcall); every call returns `(ok, ...)` and the Lua closure raises a
   plain string error naming the script line.
 
-Sandbox decisions (what scripts get, compared with regbot's gopher-lua):
-- kept: the base library, string (minus `dump`), table, math, coroutine (each new
-  coroutine gets the timeout hook), `os.time/date/clock/difftime`, `debug.traceback`;
-- `loadstring`/`load` accept source text only (no bytecode); `collectgarbage` only
-  "collect", "count" and "step"; `print` writes to the log like `log`;
-- removed: `io`, `os.execute/exit/remove/rename/tmpname/getenv/setlocale`, `require`,
-  `package`, `module`, `dofile`, `loadfile`, `string.dump`, `newproxy`, `gcinfo`, the rest
-  of `debug` (so a script cannot unset the timeout hook or reach an upvalue), `python`.
+Sandbox modes (`defaults.sandbox`, `scripts[].sandbox`):
+- `full` (the default, the Go regbot's): the whole Lua 5.1 standard library: `io`, all of
+  `os` (`os.exit` ends the script, never the process), `require` of Lua files on
+  `package.path` (the config file's directory first; no native modules), `coroutine`,
+  `debug` (without `sethook`/`gethook`/`getregistry`: the timeout hook stays);
+- `restricted` (for scripts the operator did not write): the base library, string,
+  table, math, coroutine, `os.time/date/clock/difftime`, `debug.traceback`; no `io`,
+  `os.execute/exit/remove/rename/tmpname/getenv/setlocale`, `require`, `package`,
+  `module`, `dofile`, `loadfile`, `newproxy`, `gcinfo`;
+- in both: every coroutine gets the timeout hook; `loadstring`/`load`/`loadfile` accept
+  source text only (no bytecode), `string.dump` is gone; `collectgarbage` only
+  "collect", "count" and "step"; `print` writes to the log like `log`; no `python`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 
 import lupa.lua51 as lua51
 
-from regbot.config import DEFAULT_COPY_WINDOW
+from regbot.config import DEFAULT_COPY_WINDOW, SANDBOX_FULL, SANDBOX_RESTRICTED
 from regbot.durations import format_duration
 from regbot.errors import LimitTimeout, RegbotError, ScriptError, ScriptTimeout
 from regbot.logs import TRACE, ScriptLogger
@@ -100,6 +104,8 @@ class Sandbox:
         logger: ScriptLogger | None = None,
         hook_every: int = HOOK_EVERY,
         cancel: threading.Event | None = None,
+        sandbox_mode: str = SANDBOX_FULL,
+        module_dir: str | None = None,
     ) -> None:
         self.name = name
         # Copies use the engine's client; every other call waits for the copies it must
@@ -151,7 +157,9 @@ class Sandbox:
 
         for setup in MODULES:
             setup(self)
-        self._internal[b"restrict_globals"]()
+        self._internal[b"restrict_globals"](
+            sandbox_mode == SANDBOX_RESTRICTED,
+            module_dir.encode("utf-8", "surrogateescape") if module_dir else None)
 
     # ------------------------------------------------------------ registration
 
@@ -486,6 +494,11 @@ class Sandbox:
             if self.expired():
                 raise ScriptTimeout(self.name, self.timeout_message(), line) from None
             raise ScriptError(self.name, _one_line(f"image.copy: {exc}"), exc.line) from None
+        if ok == b"exit":  # os.exit(status): the script ended there
+            status = int(message or 0)
+            if status == 0:
+                return
+            raise ScriptError(self.name, f"os.exit({status}): the script ended with status {status}")
         if ok:
             return
         text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
