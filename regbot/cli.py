@@ -151,8 +151,9 @@ _LOCK_TTL_OPTION = click.option(
 @_cluster_options
 @click.option("--transfers", type=click.IntRange(min=1), default=4, show_default=True,
               help="Cluster: processes serving the transfers queue on this node")
-@click.option("-n", "--hostname", "node_name", default="%h", show_default=True,
-              help="Cluster: node name (workers scripts@NAME and transfers@NAME)")
+@click.option("-n", "--hostname", "node_name", default="",
+              help="Cluster: node name (workers scripts@NAME and transfers@NAME; "
+                   "default: HOST-PID)")
 @_LOCK_TTL_OPTION
 @_METRICS_OPTION
 @click.pass_context
@@ -249,8 +250,9 @@ def beat(ctx: click.Context, broker: str | None, result_backend: str | None,
               help="Processes serving the transfers queue on this node")
 @click.option("--queues", default="scripts,transfers", show_default=True,
               help="Queues this node serves, comma separated")
-@click.option("-n", "--hostname", "node_name", default="%h", show_default=True,
-              help="Node name: its workers are scripts@NAME and transfers@NAME")
+@click.option("-n", "--hostname", "node_name", default="",
+              help="Node name: its workers are scripts@NAME and transfers@NAME "
+                   "(default: HOST-PID, so nodes of one host never share a name)")
 @click.option("--lease", type=click.FloatRange(min=1.0), default=None,
               help="Seconds a dead node's locks, blob claims and request slots outlive it "
                    "(default: 60, 300 and 30)")

@@ -543,3 +543,21 @@ def test_a_script_using_the_lua_standard_library_runs_on_a_worker(
         assert node.alive()
     for tag, image in pushed.items():
         expect_copied(registry2.host, repo, tag, image)
+
+
+def test_two_nodes_of_one_host_without_names_are_four_workers(tmp_path, redis_db,
+                                                             nodeset_factory):
+    """Without -n a node is HOST-PID: celery inspect, Flower and revokes see each of its
+    workers apart from the other node's."""
+    config = write_config(tmp_path / "regbot.yml", [], {"noop": 'log("x")'})
+    nodes = nodeset_factory(config, redis_db, redis_db)
+    first = nodes.start("first", transfers=1, named=False)
+    second = nodes.start("second", transfers=1, named=False)
+    nodes.wait_ready()
+    assert first.name != second.name
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers.app", "inspect", "ping", "-t", "5"],
+        env=nodes.cluster_env(), capture_output=True, text=True, timeout=60)
+    names = set(re.findall(r"->\s+(\S+@\S+?):", proc.stdout))
+    assert names == {f"{queue}@{node.name}" for queue in ("scripts", "transfers")
+                     for node in (first, second)}, proc.stdout + proc.stderr

@@ -63,12 +63,18 @@ class NodeOptions:
     parallel: int
     transfers: int = DEFAULT_TRANSFERS
     queues: Sequence[str] = QUEUES
-    node_name: str = "%h"
+    node_name: str = ""  # "" is HOST-PID: two nodes on one host never share a name
     log_level: str = "info"
     json_logs: bool = False
     lease: float | None = None
     visibility_timeout: float | None = None
     metrics: tuple[str, int] | None = None  # (host, port) of the node's metrics endpoint
+
+    def __post_init__(self) -> None:
+        if not self.node_name:
+            # Celery expands %h to the host name; the launcher's pid keeps two nodes of one
+            # host apart (in a container, the host name already is the container's).
+            self.node_name = f"%h-{os.getpid()}"
 
 
 def worker_commands(opts: NodeOptions) -> list[tuple[str, list[str]]]:

@@ -110,13 +110,15 @@ class NodeSet:
     def start(self, name: str, *, transfers: int = 2, queues: str = "scripts,transfers",
               lease: float | None = None, visibility_timeout: float | None = None,
               verbosity: str = "info", metrics_port: int | None = None,
-              env: dict[str, str] | None = None) -> WorkerNode:
+              env: dict[str, str] | None = None, named: bool = True) -> WorkerNode:
+        """Start node `name` (its log and working directory; `-n name` unless `named`
+        is False, when the node picks its default name)."""
         cwd = self.root / name
         cwd.mkdir(parents=True, exist_ok=True)
         log_path = self.root / f"{name}.log"
         argv = [sys.executable, "-m", "regbot.cli", "worker", "-c", str(self.config),
-                "-n", name, "--transfers", str(transfers), "--queues", queues,
-                "-v", verbosity]
+                *(["-n", name] if named else []), "--transfers", str(transfers),
+                "--queues", queues, "-v", verbosity]
         if lease:
             argv += ["--lease", str(lease)]
         if visibility_timeout:
@@ -127,7 +129,9 @@ class NodeSet:
             proc = subprocess.Popen(argv, cwd=cwd, env={**self.cluster_env(), **(env or {})},
                                     stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        node = WorkerNode(name, proc, log_path, tuple(q for q in queues.split(",") if q))
+        # the default name is HOST-PID of the launcher (workers/launcher.py NodeOptions)
+        node_name = name if named else f"{socket.gethostname()}-{proc.pid}"
+        node = WorkerNode(node_name, proc, log_path, tuple(q for q in queues.split(",") if q))
         self.nodes.append(node)
         return node
 
