@@ -245,10 +245,14 @@ def beat(ctx: click.Context, broker: str | None, result_backend: str | None,
 @click.option("--visibility-timeout", type=click.FloatRange(min=1.0), default=None,
               help="Redis broker: seconds before a dead node's unfinished transfer is "
                    "delivered again (default 3600; keep it above the longest transfer)")
+@click.option("--grace", type=click.FloatRange(min=0.0), default=60.0, show_default=True,
+              help="Seconds a warm shutdown may take (running tasks finish) before it is "
+                   "made cold")
 @click.pass_context
 def worker(ctx: click.Context, broker: str | None, result_backend: str | None,
            redis_url: str | None, transfers: int, queues: str, node_name: str,
-           lease: float | None, visibility_timeout: float | None, **given: Any) -> None:
+           lease: float | None, visibility_timeout: float | None, grace: float,
+           **given: Any) -> None:
     """Run one worker node: scripts (defaults.parallel at a time) and transfers, each
     queue in its own pool, until SIGINT or SIGTERM."""
     settings = _settings(ctx, **given)
@@ -273,7 +277,7 @@ def worker(ctx: click.Context, broker: str | None, result_backend: str | None,
         config_path=path, settings=cluster, parallel=config.defaults.parallel,
         transfers=transfers, queues=wanted, node_name=node_name, log_level=level,
         json_logs="json" in settings.get("logopt", ()), lease=lease,
-        visibility_timeout=visibility_timeout)))
+        visibility_timeout=visibility_timeout, grace=grace)))
 
 
 @main.command()

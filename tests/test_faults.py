@@ -1,0 +1,166 @@
+"""A cluster that survives its own infrastructure: real worker nodes, a private
+redis-server of each test's own (stopped and started again on the same port, with or
+without its data), real registries, a throttled source front so a transfer is surely in
+flight when the test strikes. Default settings unless a test says otherwise: no
+visibility timeout, no short lease.
+
+Every test checks the target's completeness (each manifest, each blob, digest for digest),
+not only exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support import images
+from tests.support.celery_cluster import NodeSet, WorkerNode
+from tests.support.redis_server import REDIS_BINARY, start_redis
+
+pytestmark = [pytest.mark.timeout(240),
+              pytest.mark.skipif(REDIS_BINARY is None, reason="redis-server is not installed")]
+
+MIB = 1024 * 1024
+
+
+# --- fixtures and helpers --------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_redis():
+    """A redis-server of this test alone: the test may stop and restart it."""
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path, own_redis):
+    made: list[NodeSet] = []
+
+    def make(config: Path) -> NodeSet:
+        nodes = NodeSet(tmp_path / f"cluster{len(made)}", config, own_redis.url, own_redis.url)
+        made.append(nodes)
+        return nodes
+
+    yield make
+    for nodes in made:
+        nodes.stop_all()
+
+
+def write_config(path: Path, src: str, dst: str, repo: str, tags: list[str],
+                 **defaults: object) -> Path:
+    lines = ["version: 1", "creds:",
+             "  - registry: src.test", f"    hostname: {src}", "    tls: disabled",
+             "  - registry: dst.test", f"    hostname: {dst}", "    tls: disabled",
+             "defaults:", "  parallel: 1"]
+    lines += [f"  {key}: {value}" for key, value in defaults.items()]
+    lines += ["scripts:", "  - name: mirror", "    script: |"]
+    lines += [f'      image.copy("src.test/{repo}:{tag}", "dst.test/{repo}:{tag}")'
+              for tag in tags]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def expect_complete(host: str, repo: str, tag: str, image: images.Image) -> None:
+    """The target holds the image: its manifest by digest and every blob, byte for byte."""
+    resp = images.head_manifest(host, repo, tag)
+    assert resp.status_code == 200, (repo, tag, resp.status_code)
+    assert resp.headers["Docker-Content-Digest"] == image.digest
+    for digest, data in image.all_blobs().items():
+        assert images.sha256(images.get_blob(host, repo, digest)) == images.sha256(data), digest
+
+
+def child_pids(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def celery_pid(node: WorkerNode, queue: str) -> int:
+    """The pid of the node's Celery worker process serving `queue`."""
+    for pid in child_pids(node.proc.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-n" in argv and argv[argv.index(b"-n") + 1].startswith(f"{queue}@".encode()):
+            return pid
+    raise AssertionError(f"no {queue} worker under node {node.name}")
+
+
+def wait_until(what: str, check, timeout: float, nodes: NodeSet | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}\n" + (
+            nodes.logs() if nodes else "")
+        time.sleep(0.1)
+
+
+def transfer_in_progress(store: redis.Redis, run, below: int, timeout: float = 60
+                         ) -> tuple[str, str]:
+    """(task id, node name) of a transfer that has sent some bytes, fewer than `below`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert run.poll() is None, run.communicate()
+        for key in store.scan_iter("celery-task-meta-*"):
+            raw = store.get(key)
+            meta = json.loads(raw) if raw else {}
+            result = meta.get("result") or {}
+            if meta.get("status") == "PROGRESS" and 0 < result.get("bytes_done", 0) < below:
+                node = result["hostname"].split("@", 1)[1]
+                return key.decode().removeprefix("celery-task-meta-"), node
+        time.sleep(0.05)
+    raise AssertionError("no transfer was seen in progress")
+
+
+def ready_count(node: WorkerNode, queue: str) -> int:
+    return node.log_text().count(f"{queue}@{node.name} ready.")
+
+
+# --- the launcher ------------------------------------------------------------------------------
+
+
+def test_a_killed_celery_process_is_restarted_and_the_node_serves_on(
+        tmp_path, registry, registry2, repo, cluster):
+    image = images.build_image(layers=2, layer_size=MIB, seed=801)
+    images.push_image(registry.host, repo, image, tag="v1")
+    config = write_config(tmp_path / "regbot.yml", registry.host, registry2.host, repo, ["v1"],
+                          transferMin=100_000)
+    nodes = cluster(config)
+    node = nodes.start("solo", transfers=1)
+    nodes.wait_ready()
+    before = celery_pid(node, "transfers")
+    scripts_before = celery_pid(node, "scripts")
+
+    os.kill(before, signal.SIGKILL)
+    wait_until("the transfers worker is back", lambda: ready_count(node, "transfers") == 2,
+               60, nodes)
+    assert node.alive()
+    assert 'msg="Worker exited, restarting it" queue=transfers status=-9' in node.log_text()
+    assert celery_pid(node, "transfers") != before
+    assert celery_pid(node, "scripts") == scripts_before  # the other one was left alone
+
+    proc = nodes.once(timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + nodes.logs()
+    assert "status=ok" in proc.stdout
+    expect_complete(registry2.host, repo, "v1", image)
+    assert node.transfers_done() == 2, nodes.logs()  # the two layers, on the new process
+
+    # a node asked to stop still stops, warm, with status 0
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.proc.wait(timeout=60) == 0, node.log_text()[-3000:]
