@@ -21,6 +21,7 @@ import redis
 
 from tests.support import images
 from tests.support.celery_cluster import NodeSet, WorkerNode
+from tests.support.fronts import FaultFront
 from tests.support.redis_server import REDIS_BINARY, start_redis
 
 pytestmark = [pytest.mark.timeout(240),
@@ -164,3 +165,81 @@ def test_a_killed_celery_process_is_restarted_and_the_node_serves_on(
     # a node asked to stop still stops, warm, with status 0
     node.proc.send_signal(signal.SIGTERM)
     assert node.proc.wait(timeout=60) == 0, node.log_text()[-3000:]
+
+
+# --- Redis goes away ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep_data", [True, False], ids=["restart", "restart-empty"])
+def test_redis_restarted_mid_transfer(tmp_path, registry, registry2, repo, cluster, own_redis,
+                                      keep_data):
+    # About 3 s per layer through the front: the outage surely lands mid-transfer.
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        image = images.build_image(layers=2, layer_size=3 * MIB, seed=811)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        node = nodes.start("solo", transfers=2)
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        store = own_redis.client()
+        try:
+            transfer_in_progress(store, run, below=2 * MIB)
+        finally:
+            store.close()
+        own_redis.halt(keep_data=keep_data)
+        time.sleep(3)
+        own_redis.resume()
+
+        out, err = run.communicate(timeout=150)
+        print(out, err, nodes.logs())
+        assert node.alive(), nodes.logs()
+        assert run.returncode == 0, out + err + nodes.logs()
+        expect_complete(registry2.host, repo, "v1", image)
+        assert "Worker exited" not in node.log_text(), nodes.logs()
+    finally:
+        front.stop()
+
+
+# --- a node dies ---------------------------------------------------------------------------
+
+
+def test_a_node_killed_mid_blob_is_redone_within_its_lease(tmp_path, registry, registry2, repo,
+                                                           cluster, own_redis):
+    # Default settings: no visibility timeout (3600 s on Redis), the default 30 s lease.
+    front = FaultFront(registry, bandwidth=1_000_000)  # about 4 s per layer
+    try:
+        image = images.build_image(layers=2, layer_size=4 * MIB, seed=821)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        nodes.start("boss", queues="scripts")
+        movers = {name: nodes.start(name, transfers=1, queues="transfers")
+                  for name in ("mover1", "mover2")}
+        nodes.wait_ready()
+
+        started = time.monotonic()
+        run = nodes.once_async()
+        store = own_redis.client()
+        try:
+            task_id, victim = transfer_in_progress(store, run, below=2 * MIB)
+        finally:
+            store.close()
+        movers[victim].kill()
+        survivor = movers["mover2" if victim == "mover1" else "mover1"]
+
+        out, err = run.communicate(timeout=150)
+        took = time.monotonic() - started
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out
+        expect_complete(registry2.host, repo, "v1", image)
+        # the dead node's unit, sent again under its id, ran on the other node
+        assert f"regbot.transfer[{task_id}] succeeded" in survivor.log_text(), nodes.logs()
+        assert "its node stopped renewing its lease" in nodes.nodes[0].log_text()
+        assert took < 90, f"took {took:.0f}s: lease 30 s + half a lease + the copy"
+    finally:
+        front.stop()
