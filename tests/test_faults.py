@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -195,11 +196,63 @@ def test_redis_restarted_mid_transfer(tmp_path, registry, registry2, repo, clust
         own_redis.resume()
 
         out, err = run.communicate(timeout=150)
-        print(out, err, nodes.logs())
         assert node.alive(), nodes.logs()
         assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out
         expect_complete(registry2.host, repo, "v1", image)
-        assert "Worker exited" not in node.log_text(), nodes.logs()
+        # `once` said it once when Redis went and once when it came back
+        assert len(re.findall(r'msg="lost Redis at \S+, waiting up to 60s', err)) == 1, err
+        assert len(re.findall(r'msg="Redis at \S+ is back after', err)) == 1, err
+        # the node rode it out: neither Celery process died, kombu did not crash
+        log = node.log_text()
+        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+
+        # and goes on serving: a rerun, nothing restarted, finds everything in place
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+        assert "Worker exited" not in node.log_text() and node.alive()
+    finally:
+        front.stop()
+
+
+def test_once_gives_up_in_one_line_after_its_outage_limit(tmp_path, registry, registry2, repo,
+                                                          cluster, own_redis):
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        image = images.build_image(layers=1, layer_size=3 * MIB, seed=831)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        nodes.env = dict(nodes.env, REGBOT_OUTAGE_LIMIT="4")  # `once`'s bound (default 60 s)
+        node = nodes.start("solo", transfers=1)
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        store = own_redis.client()
+        try:
+            transfer_in_progress(store, run, below=2 * MIB)
+        finally:
+            store.close()
+        own_redis.halt(keep_data=True)
+        try:
+            out, err = run.communicate(timeout=60)
+        finally:
+            own_redis.resume()
+        assert run.returncode == 1, out + err
+        last = err.strip().splitlines()[-1]
+        assert re.fullmatch(r"regbot: error: lost Redis at redis://127\.0\.0\.1:\d+/0 for more "
+                            r"than 4s: .+", last), err
+
+        # the script went on on its node, and the node still serves
+        wait_until("the script finished on its node", lambda: node.scripts_done() == 1, 90,
+                   nodes)
+        expect_complete(registry2.host, repo, "v1", image)
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+        assert node.alive() and "Worker exited" not in node.log_text()
     finally:
         front.stop()
 

@@ -39,6 +39,7 @@ ENV_LOG_LEVEL = "REGBOT_LOG_LEVEL"
 ENV_LOG_JSON = "REGBOT_LOG_JSON"
 ENV_LEASE = "REGBOT_LEASE"
 ENV_VISIBILITY = "REGBOT_VISIBILITY_TIMEOUT"
+ENV_OUTAGE_LIMIT = "REGBOT_OUTAGE_LIMIT"  # `once`: seconds it waits out a Redis outage (60)
 
 DEFAULT_BROKER = "redis://localhost:6379/0"
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0  # kombu's own default (transfers are acked on start)

@@ -9,8 +9,9 @@ ScriptResults, in config order, for the same summary and exit status as an embed
 A script whose worker dies mid-run (its task guard lapses while the task still reads
 STARTED) is reported failed rather than waited for forever. Redis or the broker being
 unreachable is one clear error before anything is sent. Once the scripts are sent, an
-outage is waited out for up to OUTAGE_LIMIT seconds (a line when Redis is lost, one when it
-is back); past that, one clear line and exit status 1.
+outage is waited out for up to OUTAGE_LIMIT seconds (`REGBOT_OUTAGE_LIMIT`; a line when
+Redis is lost, one when it is back); past that, one clear line and exit status 1. The
+scripts themselves go on on their nodes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from regbot.runner import STATUS_FAILED, ScriptResult
 from workers.app import create_app
 from workers.executor import Outage, forget_result, task_guard_name, task_state
 from workers.logstream import RunFollower, RunStream
-from workers.settings import QUEUE_SCRIPTS, SCRIPT_TASK, ClusterSettings, sanitize
+from workers.settings import (
+    ENV_OUTAGE_LIMIT,
+    QUEUE_SCRIPTS,
+    SCRIPT_TASK,
+    ClusterSettings,
+    env_float,
+    sanitize,
+)
 
 log = get_logger("regbot.once")
 
@@ -100,8 +108,8 @@ def run_cluster_once(
                                      f"{sanitize(settings.broker_url)}: {_one_line(exc)}") from None
         log_fields(log, logging.DEBUG, "Scripts sent to the cluster", run=run_id,
                    scripts=len(pending), cluster=settings.describe())
-        outage = Outage(f"Redis at {sanitize(settings.redis_url)}", OUTAGE_LIMIT, log,
-                        ClusterUnavailable)
+        outage = Outage(f"Redis at {sanitize(settings.redis_url)}",
+                        env_float(ENV_OUTAGE_LIMIT) or OUTAGE_LIMIT, log, ClusterUnavailable)
         try:
             results = _wait(pending, follower, limits, on_done, outage)
         except (redis.RedisError, OperationalError) as exc:
