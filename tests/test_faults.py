@@ -296,3 +296,41 @@ def test_a_node_killed_mid_blob_is_redone_within_its_lease(tmp_path, registry, r
         assert took < 90, f"took {took:.0f}s: lease 30 s + half a lease + the copy"
     finally:
         front.stop()
+
+
+def test_a_script_whose_node_died_is_reported_and_the_next_run_goes_ahead(
+        tmp_path, registry, registry2, repo, cluster, own_redis):
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        image = images.build_image(layers=1, layer_size=4 * MIB, seed=841)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        # a short lease: the script's guard and lock lapse 10 s after its node died
+        boss = nodes.start("boss", queues="scripts", lease=10)
+        nodes.start("mover", transfers=1, queues="transfers")
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        store = own_redis.client()
+        try:
+            transfer_in_progress(store, run, below=2 * MIB)
+        finally:
+            store.close()
+        boss.kill()
+        out, err = run.communicate(timeout=90)
+        assert run.returncode == 1, out + err
+        assert "status=failed" in out, out
+        assert "script 'mirror': the worker running it (scripts@boss) stopped before it " \
+               "finished" in out + err, out + err
+
+        # another node runs the script next time: the dead one's lock has lapsed
+        nodes.start("boss2", queues="scripts", lease=10)
+        nodes.wait_ready()
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout, again.stdout
+        expect_complete(registry2.host, repo, "v1", image)
+    finally:
+        front.stop()
