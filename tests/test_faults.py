@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import redis
 from tests.support import images
 from tests.support.celery_cluster import NodeSet, WorkerNode
 from tests.support.fronts import FaultFront
+from tests.support.processes import REPO_ROOT, regbot_env, spawn, stop_process
 from tests.support.redis_server import REDIS_BINARY, start_redis
 
 pytestmark = [pytest.mark.timeout(240),
@@ -334,3 +336,42 @@ def test_a_script_whose_node_died_is_reported_and_the_next_run_goes_ahead(
         expect_complete(registry2.host, repo, "v1", image)
     finally:
         front.stop()
+
+
+# --- beat and server -----------------------------------------------------------------------
+
+
+def test_server_rides_out_redis_restarted_empty(tmp_path, own_redis):
+    """`regbot server` (beat + worker node) on a Redis that restarts without its data: the
+    beat goes on scheduling, each run at most once, and the worker goes on running them."""
+    config = tmp_path / "regbot.yml"
+    config.write_text('version: 1\nscripts:\n  - name: tick\n    schedule: "@every 1s"\n'
+                      '    script: log("tick")\n')
+    log_path = tmp_path / "server.log"
+    proc = spawn(
+        [sys.executable, "-m", "regbot", "server", "-c", str(config), "--broker",
+         own_redis.url, "--transfers", "1", "-n", "faults-server"],
+        log_path, env=regbot_env(), cwd=REPO_ROOT)
+
+    def done() -> int:
+        return len(re.findall(r"Task regbot\.script\[\S+\] succeeded",
+                              log_path.read_text(errors="replace")))
+
+    try:
+        wait_until("two runs before the outage", lambda: done() >= 2, 60)
+        own_redis.halt(keep_data=False)
+        time.sleep(3)
+        own_redis.resume()
+        after = done()
+        wait_until("three runs after the outage", lambda: done() >= after + 3, 60)
+        assert proc.poll() is None, log_path.read_text()
+    finally:
+        status = stop_process(proc, grace=30)
+    log = log_path.read_text(errors="replace")
+    assert status == 0, log[-3000:]
+    # each Celery process said it lost the broker once, not once per reconnect attempt
+    assert log.count("Cannot connect to") <= 2, log[-3000:]
+    assert "Worker exited" not in log and "Unrecoverable error" not in log, log[-3000:]
+    sent = re.findall(r'msg="Sent scheduled run" script=tick due=(\S+)', log)
+    twice = {due for due in sent if sent.count(due) > 1}
+    assert not twice, f"runs sent more than once: {sorted(twice)}"

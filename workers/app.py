@@ -157,3 +157,37 @@ def _setup_regbot_logging(**_: Any) -> None:
     # The relay of `once` may want more detail than this node prints: the threshold sits
     # on the handler, so the logger level can be lowered for a run (workers/logstream.py).
     handler.setLevel(logging.getLogger("regbot").level)
+    for name in _BROKER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, BrokerOutageLines) for f in logger.filters):
+            logger.addFilter(_outage_lines)
+
+
+# Where Celery's worker says it lost the broker, retries, and connected again.
+_BROKER_LOGGERS = ("celery.worker.consumer.consumer", "celery.worker.consumer.connection")
+
+
+class BrokerOutageLines(logging.Filter):
+    """One line when the broker is lost, one when it is back: Celery's worker logs a
+    "Cannot connect ... Trying again" line per attempt, minutes of them in a long cut;
+    only the first line of an outage passes ("Connection to broker lost", or the first
+    "Cannot connect" at start-up), and the "Connected to" line that ends it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("consumer: Connection to broker lost"):
+            self.down = True
+        elif message.startswith("consumer: Cannot connect to"):
+            if self.down:
+                return False
+            self.down = True
+        elif message.startswith("Connected to"):
+            self.down = False
+        return True
+
+
+_outage_lines = BrokerOutageLines()
