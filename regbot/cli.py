@@ -240,11 +240,13 @@ def beat(ctx: click.Context, broker: str | None, result_backend: str | None,
 @click.option("-n", "--hostname", "node_name", default="%h", show_default=True,
               help="Node name: its workers are scripts@NAME and transfers@NAME")
 @click.option("--lease", type=click.FloatRange(min=1.0), default=None,
-              help="Seconds a dead node's locks, blob claims and request slots outlive it "
-                   "(default: 60, 300 and 30)")
+              help="Seconds a dead node's task leases, blob claims, request slots and "
+                   "script locks outlive it, and so how soon its transfers are redone "
+                   "(default 30; script locks 60)")
 @click.option("--visibility-timeout", type=click.FloatRange(min=1.0), default=None,
-              help="Redis broker: seconds before a dead node's unfinished transfer is "
-                   "delivered again (default 3600; keep it above the longest transfer)")
+              help="Redis broker: seconds before a message a dead node took but never "
+                   "started is delivered again (default 3600; tasks are acked on start and "
+                   "lost transfers redone by lease, so it rarely matters)")
 @click.option("--grace", type=click.FloatRange(min=0.0), default=60.0, show_default=True,
               help="Seconds a warm shutdown may take (running tasks finish) before it is "
                    "made cold")
