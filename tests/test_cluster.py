@@ -393,10 +393,11 @@ def test_a_node_killed_mid_transfer_loses_nothing(tmp_path, registry, registry2,
         ], {"big": f'image.copy("src.test/{repo}:v1", "dst.test/{repo}:v1")'})
         nodes = nodeset_factory(config, redis_db, redis_db)
         # the script waits on a node of its own; two transfer nodes share the units, with
-        # short leases and visibility timeout so a dead node's work comes back quickly
-        nodes.start("boss", queues="scripts")
-        movers = {name: nodes.start(name, transfers=1, queues="transfers", lease=3,
-                                    visibility_timeout=8) for name in ("mover1", "mover2")}
+        # a short lease so a dead node's work is sent again quickly (no visibility timeout
+        # needed: tests/test_faults.py does the same with the defaults)
+        nodes.start("boss", queues="scripts", lease=3)
+        movers = {name: nodes.start(name, transfers=1, queues="transfers", lease=3)
+                  for name in ("mover1", "mover2")}
         image = images.build_image(layers=2, layer_size=4 * 1024 * 1024, seed=701)
         images.push_image(registry.host, repo, image, tag="v1")
         nodes.wait_ready()

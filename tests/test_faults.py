@@ -141,33 +141,52 @@ def ready_count(node: WorkerNode, queue: str) -> int:
 
 def test_a_killed_celery_process_is_restarted_and_the_node_serves_on(
         tmp_path, registry, registry2, repo, cluster):
-    image = images.build_image(layers=2, layer_size=MIB, seed=801)
-    images.push_image(registry.host, repo, image, tag="v1")
-    config = write_config(tmp_path / "regbot.yml", registry.host, registry2.host, repo, ["v1"],
-                          transferMin=100_000)
-    nodes = cluster(config)
-    node = nodes.start("solo", transfers=1)
-    nodes.wait_ready()
-    before = celery_pid(node, "transfers")
-    scripts_before = celery_pid(node, "scripts")
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        image = images.build_image(layers=2, layer_size=MIB, seed=801)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", registry.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        node = nodes.start("solo", transfers=1, extra=("--grace", "2"))
+        nodes.wait_ready()
+        before = celery_pid(node, "transfers")
+        scripts_before = celery_pid(node, "scripts")
 
-    os.kill(before, signal.SIGKILL)
-    wait_until("the transfers worker is back", lambda: ready_count(node, "transfers") == 2,
-               60, nodes)
-    assert node.alive()
-    assert 'msg="Worker exited, restarting it" queue=transfers status=-9' in node.log_text()
-    assert celery_pid(node, "transfers") != before
-    assert celery_pid(node, "scripts") == scripts_before  # the other one was left alone
+        os.kill(before, signal.SIGKILL)
+        wait_until("the transfers worker is back", lambda: ready_count(node, "transfers") == 2,
+                   60, nodes)
+        assert node.alive()
+        assert 'msg="Worker exited, restarting it" queue=transfers status=-9' \
+            in node.log_text()
+        assert celery_pid(node, "transfers") != before
+        assert celery_pid(node, "scripts") == scripts_before  # the other one was left alone
 
-    proc = nodes.once(timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr + nodes.logs()
-    assert "status=ok" in proc.stdout
-    expect_complete(registry2.host, repo, "v1", image)
-    assert node.transfers_done() == 2, nodes.logs()  # the two layers, on the new process
+        proc = nodes.once(timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr + nodes.logs()
+        assert "status=ok" in proc.stdout
+        expect_complete(registry2.host, repo, "v1", image)
+        assert node.transfers_done() == 2, nodes.logs()  # the two layers, on the new process
 
-    # a node asked to stop still stops, warm, with status 0
-    node.proc.send_signal(signal.SIGTERM)
-    assert node.proc.wait(timeout=60) == 0, node.log_text()[-3000:]
+        # a warm stop with a long transfer running ends cold after the grace period (2 s)
+        slow = images.build_image(layers=1, layer_size=8 * MIB, seed=802)
+        images.push_image(registry.host, repo, slow, tag="v2")
+        write_config(config, front.host, registry2.host, repo, ["v2"], transferMin=100_000)
+        run = nodes.once_async()
+        try:
+            store = redis.Redis.from_url(nodes.redis_url)
+            try:
+                transfer_in_progress(store, run, below=2 * MIB)
+            finally:
+                store.close()
+            node.proc.send_signal(signal.SIGTERM)
+            node.proc.wait(timeout=40)  # the transfer alone would take 8 s more
+            assert "Warm shutdown overran its grace period, stopping cold" in node.log_text()
+        finally:
+            run.kill()
+            run.communicate()
+    finally:
+        front.stop()
 
 
 # --- Redis goes away ---------------------------------------------------------------------------

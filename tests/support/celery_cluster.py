@@ -109,7 +109,7 @@ class NodeSet:
 
     def start(self, name: str, *, transfers: int = 2, queues: str = "scripts,transfers",
               lease: float | None = None, visibility_timeout: float | None = None,
-              verbosity: str = "info") -> WorkerNode:
+              verbosity: str = "info", extra: tuple[str, ...] = ()) -> WorkerNode:
         cwd = self.root / name
         cwd.mkdir(parents=True, exist_ok=True)
         log_path = self.root / f"{name}.log"
@@ -120,6 +120,7 @@ class NodeSet:
             argv += ["--lease", str(lease)]
         if visibility_timeout:
             argv += ["--visibility-timeout", str(visibility_timeout)]
+        argv += list(extra)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, cwd=cwd, env=self.cluster_env(), stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
