@@ -359,6 +359,7 @@ class _CopyRun:
             except OUTAGE_ERRORS as exc:
                 self.outage.failed(exc)  # the unit stays first in line; sent when it is back
                 return
+            self.outage.ok()
             self.checked.popleft()
             self.sent[item.result.id] = item
 
@@ -420,18 +421,20 @@ class _CopyRun:
     def _watch_cluster(self) -> None:
         """The fallback read and the lease check, riding out a Redis/broker outage."""
         try:
-            self._poll_backend()
-            self._check_leases()
+            reached = self._poll_backend()
+            if self.failure is None:
+                reached = self._check_leases() or reached
         except OUTAGE_ERRORS as exc:
             self.outage.failed(exc)
         else:
-            if self.sent or not self.checked:
+            if reached:  # only a call that got through says the outage is over
                 self.outage.ok()
 
-    def _poll_backend(self) -> None:
-        """The fallback: the result backend's word on sent units, every poll_fallback s."""
+    def _poll_backend(self) -> bool:
+        """The fallback: the result backend's word on sent units, every poll_fallback s.
+        Returns whether it read the backend."""
         if not self.sent or time.monotonic() - self.polled < self.ex.poll_fallback:
-            return
+            return False
         self.polled = time.monotonic()
         for item in list(self.sent.values()):
             state, info = task_state(item.result)
@@ -448,13 +451,15 @@ class _CopyRun:
                 self._sent_failed(item, rebuild_error(
                     info if isinstance(info, BaseException) else None, item.unit))
             if self.failure is not None:
-                return
+                break
+        return True
 
-    def _check_leases(self) -> None:
-        """Send again what no live node is doing (see the module docstring)."""
+    def _check_leases(self) -> bool:
+        """Send again what no live node is doing (see the module docstring). Returns
+        whether it looked (and so reached Redis)."""
         now = time.monotonic()
         if not self.sent or now - self.leases_checked < self.ex.poll_fallback:
-            return
+            return False
         self.leases_checked = now
         lease = self.ex.lease
         for task_id, item in list(self.sent.items()):
@@ -486,6 +491,7 @@ class _CopyRun:
             again.resends = item.resends + 1
             again.started, again.bytes_done = item.started, item.bytes_done  # for progress
             self.sent[task_id] = again
+        return True
 
     # --- settling ---
 
