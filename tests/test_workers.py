@@ -719,3 +719,58 @@ def test_once_reports_a_script_whose_worker_died(store, monkeypatch):
     assert results["s2"].error == ("script 's2': the worker running it (scripts@n) stopped "
                                    "before it finished")
     assert [r.name for r in done] == ["s2", "s1"]
+
+
+class LossyCluster:
+    """A transfers queue whose first delivery of each task dies after starting (its guard
+    taken and never renewed); a delivery sent again under the same id finishes."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.sends: list[tuple[str, str | None]] = []  # (unit id, task_id option)
+        self.state: dict[str, dict[str, Any]] = {}
+        self.conf = SimpleNamespace(task_always_eager=False)
+        self.control = SimpleNamespace(revoke=lambda ids: None)
+        self.ids = itertools.count()
+
+    def signature(self, name, args, kwargs, **options):
+        return SimpleNamespace(apply_async=lambda: self._send(args[0], options.get("task_id")))
+
+    def _send(self, unit: dict[str, Any], task_id: str | None):
+        self.sends.append((unit["id"], task_id))
+        if task_id is None:  # first delivery: starts, holds a guard for 0.2 s, dies
+            task_id = f"t{next(self.ids)}"
+            self.limits.lock(jobs.task_guard_name(task_id), ttl=0.2).acquire()
+            self.state[task_id] = {"status": "STARTED", "result": {"hostname": "x@dead"}}
+        else:  # sent again: this delivery does the work
+            self.state[task_id] = {"status": "SUCCESS", "result": UnitResult(
+                unit["id"], "blob", "copied", "sha256:x", 10).to_dict()}
+        return SimpleNamespace(id=task_id, backend=self, forget=lambda: None)
+
+    def get_task_meta(self, task_id: str) -> dict[str, Any]:
+        return self.state.get(task_id, {"status": "PENDING", "result": None})
+
+
+def test_executor_sends_a_dead_nodes_unit_again_under_its_id(store):
+    limits = Limits(store)
+    cluster = LossyCluster(limits)
+    units = [BlobUnit(f"blob-{i}", "src.test/r@sha256:aa", "dst.test/r@sha256:aa",
+                      descriptor={"digest": f"sha256:{i}", "size": 100}) for i in range(2)]
+    executor = CeleryExecutor(cluster, limits, poll_fallback=0.01, lease=0.4)
+    results = executor.run(units, ExecContext(None, ProgressListener()))
+    assert [r.status for r in results] == ["copied", "copied"]
+    first = {uid: tid for uid, tid in cluster.sends if tid is None}
+    assert len(first) == 2 and len(cluster.sends) == 4
+    # each unit sent again exactly once, under the id of its first send
+    again = [(uid, tid) for uid, tid in cluster.sends if tid is not None]
+    assert sorted(again) == sorted(zip(["blob-0", "blob-1"], ["t0", "t1"], strict=True))
+
+
+def test_task_guard_keeps_what_the_successful_delivery_recorded(limits):
+    with jobs.task_guard(limits, "t9", wait=False) as done:
+        done.value = '{"id": "blob-1", "status": "copied"}'
+    with pytest.raises(jobs.Duplicate) as dup, jobs.task_guard(limits, "t9", wait=False):
+        pass
+    assert dup.value.done == b'{"id": "blob-1", "status": "copied"}'
+    assert jobs._recorded(dup.value.done) == {"id": "blob-1", "status": "copied"}
+    assert jobs._recorded(b"1") is None  # a script's record is no transfer result
