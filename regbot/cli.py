@@ -254,16 +254,21 @@ def beat(ctx: click.Context, broker: str | None, result_backend: str | None,
               help="Node name: its workers are scripts@NAME and transfers@NAME "
                    "(default: HOST-PID, so nodes of one host never share a name)")
 @click.option("--lease", type=click.FloatRange(min=1.0), default=None,
-              help="Seconds a dead node's locks, blob claims and request slots outlive it "
-                   "(default: 60, 300 and 30)")
+              help="Seconds a dead node's task leases, blob claims, request slots and "
+                   "script locks outlive it, and so how soon its transfers are redone "
+                   "(default 30; script locks 60)")
 @click.option("--visibility-timeout", type=click.FloatRange(min=1.0), default=None,
-              help="Redis broker: seconds before a dead node's unfinished transfer is "
-                   "delivered again (default 3600; keep it above the longest transfer)")
+              help="Redis broker: seconds before a message a dead node took but never "
+                   "started is delivered again (default 3600; tasks are acked on start and "
+                   "lost transfers redone by lease, so it rarely matters)")
+@click.option("--grace", type=click.FloatRange(min=0.0), default=60.0, show_default=True,
+              help="Seconds a warm shutdown may take (running tasks finish) before it is "
+                   "made cold")
 @_METRICS_OPTION
 @click.pass_context
 def worker(ctx: click.Context, broker: str | None, result_backend: str | None,
            redis_url: str | None, transfers: int, queues: str, node_name: str,
-           lease: float | None, visibility_timeout: float | None,
+           lease: float | None, visibility_timeout: float | None, grace: float,
            metrics_port: tuple[str, int] | None, **given: Any) -> None:
     """Run one worker node: scripts (defaults.parallel at a time) and transfers, each
     queue in its own pool, until SIGINT or SIGTERM. With --metrics-port the node serves
@@ -290,7 +295,7 @@ def worker(ctx: click.Context, broker: str | None, result_backend: str | None,
         config_path=path, settings=cluster, parallel=config.defaults.parallel,
         transfers=transfers, queues=wanted, node_name=node_name, log_level=level,
         json_logs="json" in settings.get("logopt", ()), lease=lease,
-        visibility_timeout=visibility_timeout, metrics=metrics_port)))
+        visibility_timeout=visibility_timeout, metrics=metrics_port, grace=grace)))
 
 
 @main.command()

@@ -479,6 +479,12 @@ class Lock:
     def _renew(self) -> bool:
         if self.extend():
             return True
+        # The key is gone, not taken (the lease ran out during a store outage longer than
+        # it, or the store restarted empty): the holder still works, so it takes the lock
+        # back unless someone else has it by now.
+        if self._try_acquire():
+            log.warning("lock %s had lapsed in the store; taken again", self.name)
+            return True
         with self._state:
             active, self._keep_alive_job = self._keep_alive_job is not None, None
         if active:

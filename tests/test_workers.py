@@ -171,22 +171,25 @@ def test_settings_resolution_and_sanitising():
     assert "pw123" not in str(err.value)
 
 
-def test_app_configuration_json_events_late_acks(eager_app):
+def test_app_configuration_json_events_acks_on_start(eager_app):
     conf = app_config(ClusterSettings("redis://h:6379/0", "redis://h:6379/1", "redis://h:6379/2"),
                       visibility_timeout=120)
     assert conf["task_serializer"] == conf["result_serializer"] == "json"
     assert conf["accept_content"] == ["json"] and conf["result_accept_content"] == ["json"]
     assert conf["worker_send_task_events"] and conf["task_send_sent_event"]
-    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    # acked on start: nothing for kombu to restore after a broker outage; a lost transfer
+    # is sent again by its script (lease), not redelivered by the broker
+    assert not conf["task_acks_late"]
     assert conf["worker_prefetch_multiplier"] == 1
     assert conf["broker_connection_retry_on_startup"]
+    assert conf["broker_connection_max_retries"] is None
     assert conf["broker_transport_options"]["visibility_timeout"] == 120
     assert conf["task_routes"][SCRIPT_TASK]["queue"] == QUEUE_SCRIPTS
     assert conf["task_routes"][TRANSFER_TASK]["queue"] == QUEUE_TRANSFERS
     amqp = app_config(ClusterSettings("amqp://mq//", "redis://h:6379/1", "redis://h:6379/1"))
     assert "broker_transport_options" not in amqp
     script, transfer = eager_app.tasks[SCRIPT_TASK], eager_app.tasks[TRANSFER_TASK]
-    assert transfer.acks_late and transfer.reject_on_worker_lost
+    assert not transfer.acks_late
     assert not script.acks_late  # a long run must not outlive RabbitMQ's consumer timeout
 
 
@@ -740,5 +743,61 @@ def test_once_reports_a_script_whose_worker_died(store, monkeypatch):
     results = submit._wait(pending, RunFollower(RunStream(limits, "r1")), limits, done.append)
     assert results["s1"].status == "ok"  # waited for: its guard was held all along
     assert results["s2"].status == "failed"
-    assert results["s2"].error == "script 's2': the worker running it stopped before it finished"
+    assert results["s2"].error == ("script 's2': the worker running it (scripts@n) stopped "
+                                   "before it finished")
     assert [r.name for r in done] == ["s2", "s1"]
+
+
+class LossyCluster:
+    """A transfers queue whose first delivery of each task dies after starting (its guard
+    taken and never renewed); a delivery sent again under the same id finishes."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.sends: list[tuple[str, str | None]] = []  # (unit id, task_id option)
+        self.state: dict[str, dict[str, Any]] = {}
+        self.conf = SimpleNamespace(task_always_eager=False)
+        self.control = SimpleNamespace(revoke=lambda ids: None)
+        self.ids = itertools.count()
+
+    def signature(self, name, args, kwargs, **options):
+        return SimpleNamespace(apply_async=lambda: self._send(args[0], options.get("task_id")))
+
+    def _send(self, unit: dict[str, Any], task_id: str | None):
+        self.sends.append((unit["id"], task_id))
+        if task_id is None:  # first delivery: starts, holds a guard for 0.2 s, dies
+            task_id = f"t{next(self.ids)}"
+            self.limits.lock(jobs.task_guard_name(task_id), ttl=0.2).acquire()
+            self.state[task_id] = {"status": "STARTED", "result": {"hostname": "x@dead"}}
+        else:  # sent again: this delivery does the work
+            self.state[task_id] = {"status": "SUCCESS", "result": UnitResult(
+                unit["id"], "blob", "copied", "sha256:x", 10).to_dict()}
+        return SimpleNamespace(id=task_id, backend=self, forget=lambda: None)
+
+    def get_task_meta(self, task_id: str) -> dict[str, Any]:
+        return self.state.get(task_id, {"status": "PENDING", "result": None})
+
+
+def test_executor_sends_a_dead_nodes_unit_again_under_its_id(store):
+    limits = Limits(store)
+    cluster = LossyCluster(limits)
+    units = [BlobUnit(f"blob-{i}", "src.test/r@sha256:aa", "dst.test/r@sha256:aa",
+                      descriptor={"digest": f"sha256:{i}", "size": 100}) for i in range(2)]
+    executor = CeleryExecutor(cluster, limits, poll_fallback=0.01, lease=0.4)
+    results = executor.run(units, ExecContext(None, ProgressListener()))
+    assert [r.status for r in results] == ["copied", "copied"]
+    first = {uid: tid for uid, tid in cluster.sends if tid is None}
+    assert len(first) == 2 and len(cluster.sends) == 4
+    # each unit sent again exactly once, under the id of its first send
+    again = [(uid, tid) for uid, tid in cluster.sends if tid is not None]
+    assert sorted(again) == sorted(zip(["blob-0", "blob-1"], ["t0", "t1"], strict=True))
+
+
+def test_task_guard_keeps_what_the_successful_delivery_recorded(limits):
+    with jobs.task_guard(limits, "t9", wait=False) as done:
+        done.value = '{"id": "blob-1", "status": "copied"}'
+    with pytest.raises(jobs.Duplicate) as dup, jobs.task_guard(limits, "t9", wait=False):
+        pass
+    assert dup.value.done == b'{"id": "blob-1", "status": "copied"}'
+    assert jobs._recorded(dup.value.done) == {"id": "blob-1", "status": "copied"}
+    assert jobs._recorded(b"1") is None  # a script's record is no transfer result

@@ -10,21 +10,22 @@ Settings, and why:
   result backend entry can never be code.
 - Task events on (`worker_send_task_events`, `task_send_sent_event`) and
   `task_track_started`, so Flower lists script runs and transfers with their state.
-- Transfers (queue `transfers`, task `regbot.transfer`) are acknowledged late and rejected
-  back to the queue when their worker process dies (`task_reject_on_worker_lost`), with a
-  prefetch of one: a node killed mid-transfer loses nothing, the unit runs again elsewhere.
-  With RabbitMQ that happens as soon as the connection drops; with the Redis broker once the
-  visibility timeout (`REGBOT_VISIBILITY_TIMEOUT`, default 1 h) passes, so keep it above the
-  longest single blob transfer.
-- Script runs (queue `scripts`, task `regbot.script`) are acknowledged when they start: a
-  run can last an hour, longer than RabbitMQ's consumer timeout (30 min) allows an
-  unacknowledged delivery, and a lost run is simply run again by the next schedule. The
-  per-task guard in workers/jobs.py makes a duplicate delivery harmless either way. On the
+- Every task is acknowledged when it starts (`task_acks_late` off). Transfers (queue
+  `transfers`, task `regbot.transfer`) do not need the broker to deliver them again: the
+  script waiting for one sends it again once its lease lapses (workers/executor.py), on any
+  broker and in seconds, where a late ack would wait for the Redis visibility timeout (1 h).
+  And with nothing unacknowledged a Redis broker outage leaves kombu nothing to restore,
+  the path where kombu's worker crashes (`restore_unacked_once`) when Redis comes back.
+- Script runs (queue `scripts`, task `regbot.script`): a run can last an hour, longer than
+  RabbitMQ's consumer timeout (30 min) allows an unacknowledged delivery, and a lost run is
+  simply run again by the next schedule. The per-task guard in workers/jobs.py makes a
+  duplicate delivery harmless either way. On the
   Redis broker `worker_disable_prefetch` keeps a busy node from holding a run back while
   another node is idle; with RabbitMQ a busy scripts worker may hold one waiting run per
   process (prefetch), which then starts as soon as a process is free.
-- Broker connections are retried with backoff at start-up and after a loss; publishing
-  retries a few times, then fails with an error instead of hanging.
+- Broker connections are retried with backoff at start-up and after a loss, forever (a
+  node rides out a Redis restart or a network cut); publishing retries a few times, then
+  fails with an error instead of hanging (the script sending it waits and tries again).
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def app_config(settings: ClusterSettings, visibility_timeout: float | None = Non
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_track_started": True,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
+        "task_acks_late": False,
+        # Cancels only late-acked tasks still unacknowledged when the broker connection
+        # drops: regbot has none, so it changes nothing but silences Celery's warning.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_prefetch_multiplier": 1,
         "task_queues": (Queue(QUEUE_SCRIPTS), Queue(QUEUE_TRANSFERS)),
         "task_default_queue": QUEUE_SCRIPTS,
@@ -154,6 +157,40 @@ def _setup_regbot_logging(**_: Any) -> None:
     # The relay of `once` may want more detail than this node prints: the threshold sits
     # on the handler, so the logger level can be lowered for a run (workers/logstream.py).
     handler.setLevel(logging.getLogger("regbot").level)
+    for name in _BROKER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, BrokerOutageLines) for f in logger.filters):
+            logger.addFilter(_outage_lines)
+
+
+# Where Celery's worker says it lost the broker, retries, and connected again.
+_BROKER_LOGGERS = ("celery.worker.consumer.consumer", "celery.worker.consumer.connection")
+
+
+class BrokerOutageLines(logging.Filter):
+    """One line when the broker is lost, one when it is back: Celery's worker logs a
+    "Cannot connect ... Trying again" line per attempt, minutes of them in a long cut;
+    only the first line of an outage passes ("Connection to broker lost", or the first
+    "Cannot connect" at start-up), and the "Connected to" line that ends it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("consumer: Connection to broker lost"):
+            self.down = True
+        elif message.startswith("consumer: Cannot connect to"):
+            if self.down:
+                return False
+            self.down = True
+        elif message.startswith("Connected to"):
+            self.down = False
+        return True
+
+
+_outage_lines = BrokerOutageLines()
 
 
 @signals.worker_process_init.connect

@@ -24,6 +24,7 @@ from regbot.limits import Limits, store_from_url
 from regbot.logs import add_secrets
 from workers.settings import (
     DEFAULT_BROKER,
+    DEFAULT_LEASE,
     ENV_CONFIG,
     ENV_LEASE,
     ClusterSettings,
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class WorkerContext:
-    """Per-process state of a worker. `lease` (seconds) shortens how long a dead holder
-    keeps locks, claims and slots; None keeps each one's own default."""
+    """Per-process state of a worker. `lease` (seconds) is how long a dead holder keeps
+    task guards, blob claims and slots, and how soon a lost transfer is sent again; None:
+    DEFAULT_LEASE (the script lock keeps its own default then)."""
 
     settings: ClusterSettings
     config_path: str
@@ -83,11 +85,15 @@ class WorkerContext:
         store = self.store()
         with self._guard:
             if self._limits is None:
-                if self.lease:
-                    self._limits = Limits(store, lease=self.lease, claim_ttl=self.lease)
-                else:
-                    self._limits = Limits(store)
+                # Claims as short as the rest: a re-sent transfer of a dead node must not
+                # wait minutes for the claim the dead node held (Limits' own default).
+                lease = self.transfer_lease
+                self._limits = Limits(store, lease=lease, claim_ttl=lease)
             return self._limits
+
+    @property
+    def transfer_lease(self) -> float:
+        return self.lease or DEFAULT_LEASE
 
     def engine(self, app: Celery | None = None) -> Engine:
         """The process's engine for the current config file. Its executor sends copy units
@@ -103,7 +109,8 @@ class WorkerContext:
 
                     app = worker_app()
                 executor = CeleryExecutor(app, limits,
-                                          transfer_min=config.defaults.transfer_min)
+                                          transfer_min=config.defaults.transfer_min,
+                                          lease=self.transfer_lease)
                 self._engine = Engine(config, limits, executor)
             elif self._engine.config is not config:
                 self._engine = self._engine.reconfigured(config)

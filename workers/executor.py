@@ -17,6 +17,19 @@ cancelled), nothing more starts, queued units are revoked, running ones are told
 through a Redis key they watch, and the failure is raised with the unit's own error type
 and message.
 
+A sent unit is never waited for longer than its lease, whatever the broker and its
+visibility timeout: the transfer holds its task guard (a lock renewed every lease/3) while
+it runs, and records its result when it ends (`Keys.task_done`). A unit whose guard is
+gone for half a lease without a result (its node died, or Redis lost it), or that no node
+started within a lease (the node that took the message died before starting it, or the
+cluster is busy), is sent again under the same task id. That is idempotent: a delivery
+finding the result recorded returns it, one finding the guard held does nothing, and a
+second transfer of a blob finds it on the target (or waits for its claim) and skips it.
+
+Redis (or the broker) going away does not fail the copy: sends wait, reads are retried,
+one line says when it was lost and one when it is back; only an outage longer than
+OUTAGE_LIMIT fails the copy, in one line.
+
 The script task that calls this runs in the `scripts` pool: the transfers run in the
 separate `transfers` pool, so a node with one script slot never starves them.
 """
@@ -24,6 +37,7 @@ separate `transfers` pool, so a node with one script slot never starves them.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import queue
 import time
@@ -38,6 +52,7 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.result import AsyncResult, EagerResult
+from kombu.exceptions import OperationalError
 
 from regbot import errors as regbot_errors
 from regbot.config import DEFAULT_TRANSFER_MIN
@@ -53,17 +68,62 @@ from regbot.copy.executors import (
 )
 from regbot.copy.progress import ProgressEvent, emit_result
 from regbot.copy.units import STATUS_SKIPPED, BlobUnit, Unit, UnitResult
-from regbot.errors import RegbotError
+from regbot.errors import LimitError, RegbotError
 from regbot.limits import Limits
 from regbot.types.ref import Reference
 from workers.notify import UnitEvents
-from workers.settings import QUEUE_TRANSFERS, TRANSFER_TASK
+from workers.settings import DEFAULT_LEASE, QUEUE_TRANSFERS, TRANSFER_TASK
 
 log = logging.getLogger("regbot.workers")
 
 CANCEL_TTL = 3600  # seconds the stop signal of a copy is kept
 STATE_PROGRESS = "PROGRESS"
 POLL_FALLBACK = 2.0  # seconds between two reads of the result backend for sent units
+OUTAGE_LIMIT = 300.0  # seconds without Redis or the broker before a copy gives up
+# What a Redis or broker outage raises through redis-py, kombu and regbot's limits.
+OUTAGE_ERRORS = (redis.RedisError, OperationalError, LimitError, ConnectionError, TimeoutError)
+
+
+def task_guard_name(task_id: str) -> str:
+    """The lock a delivery of task `task_id` holds while it runs (workers/jobs.py)."""
+    return f"task:{task_id}"
+
+
+class Outage:
+    """Tracks one process's view of a Redis/broker outage: one line when it starts, one
+    when it ends, and a one-line error once it has lasted longer than `limit` seconds."""
+
+    def __init__(self, what: str, limit: float, logger: logging.Logger = log,
+                 error: type[RegbotError] | None = None) -> None:
+        self.what = what
+        self.limit = limit
+        self.log = logger
+        self.error = error or ClusterLost
+        self.since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        """A call failed for the outage; raises ClusterLost past the limit."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            self.log.warning("lost %s, waiting up to %gs for it to come back: %s",
+                             self.what, self.limit, _one_line(exc))
+        elif now - self.since > self.limit:
+            raise self.error(f"lost {self.what} for more than {self.limit:g}s: "
+                             f"{_one_line(exc)}") from None
+
+    def ok(self) -> None:
+        if self.since is not None:
+            self.log.warning("%s is back after %.1fs", self.what, time.monotonic() - self.since)
+            self.since = None
+
+
+class ClusterLost(CopyError):
+    """Redis or the broker stayed away longer than the outage limit."""
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split()) or type(value).__name__
 
 
 class UnitFailed(Exception):
@@ -114,6 +174,10 @@ class _Sent:
     result: AsyncResult
     started: bool = False
     bytes_done: int = 0
+    sent_at: float = 0.0  # monotonic time of the last send
+    running: bool = False  # its guard was seen held, or it reported, since the last send
+    missing_since: float | None = None  # monotonic: guard seen gone after it ran
+    resends: int = 0
 
 
 class CeleryExecutor:
@@ -125,7 +189,8 @@ class CeleryExecutor:
     the script, and the worker relays its lines to `once`. At most `max_in_flight` units
     of one copy are sent and not finished at once (default: twice the copy's concurrency,
     at least 4), so one huge image does not fill the transfers queue ahead of every other
-    script. `transfer_min` is regbot.yml's `defaults.transferMin`.
+    script. `transfer_min` is regbot.yml's `defaults.transferMin`; `lease` is the nodes'
+    transfer lease (how soon a lost unit is sent again).
     """
 
     def __init__(
@@ -137,6 +202,8 @@ class CeleryExecutor:
         max_in_flight: int | None = None,
         transfer_min: int = DEFAULT_TRANSFER_MIN,
         poll_fallback: float = POLL_FALLBACK,
+        lease: float = DEFAULT_LEASE,
+        outage_limit: float = OUTAGE_LIMIT,
     ) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise CopyError(f"max_in_flight must be at least 1, not {max_in_flight}")
@@ -146,6 +213,8 @@ class CeleryExecutor:
         self.max_in_flight = max_in_flight
         self.transfer_min = transfer_min
         self.poll_fallback = poll_fallback
+        self.lease = lease
+        self.outage_limit = outage_limit
         self.events = UnitEvents(limits)
         self._threads = UnitThreads()
 
@@ -167,7 +236,9 @@ class CeleryExecutor:
 
     # --- sending and stopping ---
 
-    def send(self, unit: Unit, copy_id: str, token: CancelToken, tag: RunTag) -> _Sent:
+    def send(self, unit: Unit, copy_id: str, token: CancelToken, tag: RunTag,
+             task_id: str | None = None) -> _Sent:
+        """Send `unit` as a transfer task (again, when `task_id` is an earlier send's)."""
         left = token.remaining()
         deadline = None if left is None else time.time() + max(left, 0.0)
         run = {"script": tag.script, "run_id": tag.run_id, "log_level": tag.log_level,
@@ -182,9 +253,20 @@ class CeleryExecutor:
         }
         if deadline is not None:
             options["expires"] = datetime.fromtimestamp(deadline, tz=UTC)
+        if task_id is not None:
+            options["task_id"] = task_id
         sig = self.app.signature(TRANSFER_TASK, args=(unit.to_dict(), tag.script),
                                  kwargs={"run": run}, **options)
-        return _Sent(unit, sig.apply_async())
+        return _Sent(unit, sig.apply_async(), sent_at=time.monotonic())
+
+    def recorded_result(self, task_id: str) -> UnitResult | None:
+        """The result a finished delivery of `task_id` recorded (workers/jobs.py)."""
+        raw = self.limits.store.get(self.limits.keys.task_done(task_id))
+        try:
+            data = json.loads(raw) if raw else None
+        except (TypeError, ValueError):
+            return None
+        return UnitResult.from_dict(data) if isinstance(data, dict) else None
 
     def stop(self, copy_id: str, pending: list[_Sent], reason: str) -> None:
         """Tell running units to stop and revoke the queued ones (best effort)."""
@@ -228,6 +310,8 @@ class _CopyRun:
         self.send_limit = executor.max_in_flight or max(4, 2 * ctx.concurrency)
         self.subscribed = False
         self.polled = time.monotonic()
+        self.leases_checked = time.monotonic()
+        self.outage = Outage("Redis or the broker", executor.outage_limit)
 
     def run(self) -> list[UnitResult]:
         try:
@@ -240,7 +324,7 @@ class _CopyRun:
                     break
                 self._start()
                 self._take(self._next())
-                self._poll_backend()
+                self._watch_cluster()
         except BaseException as exc:
             if self.failure is None:
                 self.failure = exc if isinstance(exc, RegbotError) else None
@@ -270,7 +354,13 @@ class _CopyRun:
             if not self.subscribed:
                 self.ex.events.subscribe(self.copy_id, self.inbox)
                 self.subscribed = True
-            item = self.ex.send(self.checked.popleft(), self.copy_id, self.token, self.ctx.run)
+            try:
+                item = self.ex.send(self.checked[0], self.copy_id, self.token, self.ctx.run)
+            except OUTAGE_ERRORS as exc:
+                self.outage.failed(exc)  # the unit stays first in line; sent when it is back
+                return
+            self.outage.ok()
+            self.checked.popleft()
             self.sent[item.result.id] = item
 
     def _submit(self, unit: Unit, kind: str, fn: Any, *args: Any, **kwargs: Any) -> None:
@@ -328,10 +418,23 @@ class _CopyRun:
             failed = UnitFailed(str(event.get("error_type", "")), str(event.get("message", "")))
             self._sent_failed(item, rebuild_error(failed, item.unit))
 
-    def _poll_backend(self) -> None:
-        """The fallback: the result backend's word on sent units, every poll_fallback s."""
+    def _watch_cluster(self) -> None:
+        """The fallback read and the lease check, riding out a Redis/broker outage."""
+        try:
+            reached = self._poll_backend()
+            if self.failure is None:
+                reached = self._check_leases() or reached
+        except OUTAGE_ERRORS as exc:
+            self.outage.failed(exc)
+        else:
+            if reached:  # only a call that got through says the outage is over
+                self.outage.ok()
+
+    def _poll_backend(self) -> bool:
+        """The fallback: the result backend's word on sent units, every poll_fallback s.
+        Returns whether it read the backend."""
         if not self.sent or time.monotonic() - self.polled < self.ex.poll_fallback:
-            return
+            return False
         self.polled = time.monotonic()
         for item in list(self.sent.values()):
             state, info = task_state(item.result)
@@ -348,7 +451,47 @@ class _CopyRun:
                 self._sent_failed(item, rebuild_error(
                     info if isinstance(info, BaseException) else None, item.unit))
             if self.failure is not None:
-                return
+                break
+        return True
+
+    def _check_leases(self) -> bool:
+        """Send again what no live node is doing (see the module docstring). Returns
+        whether it looked (and so reached Redis)."""
+        now = time.monotonic()
+        if not self.sent or now - self.leases_checked < self.ex.poll_fallback:
+            return False
+        self.leases_checked = now
+        lease = self.ex.lease
+        for task_id, item in list(self.sent.items()):
+            if self.ex.limits.is_locked(task_guard_name(task_id)):
+                item.running, item.missing_since = True, None
+                continue
+            if item.running:
+                # Ran, and no guard now: it ended (its result is on its way) or its node
+                # stopped renewing. Half a lease lets a live holder take a lapsed guard back.
+                if item.missing_since is None:
+                    item.missing_since = now
+                if now - item.missing_since < lease / 2:
+                    continue
+                why = "its node stopped renewing its lease"
+            elif now - item.sent_at < lease:
+                continue
+            else:
+                why = f"no node started it within {lease:g}s"
+            if task_id not in self.sent:
+                continue  # settled meanwhile
+            recorded = self.ex.recorded_result(task_id)
+            if recorded is not None:
+                self._sent_done(item, recorded)
+                continue
+            log.warning("sending %s again: %s", item.unit.describe(), why)
+            forget_result(item.result)  # a dead delivery's STARTED would read as running
+            again = self.ex.send(item.unit, self.copy_id, self.token, self.ctx.run,
+                                 task_id=task_id)
+            again.resends = item.resends + 1
+            again.started, again.bytes_done = item.started, item.bytes_done  # for progress
+            self.sent[task_id] = again
+        return True
 
     # --- settling ---
 
@@ -382,6 +525,7 @@ class _CopyRun:
         self._fail(err)
 
     def _replay_running(self, item: _Sent, info: dict[str, Any]) -> None:
+        item.running = True
         if not item.started:
             item.started = True
             self.ctx.progress.started(ProgressEvent.for_unit(item.unit))

@@ -9,13 +9,15 @@ Celery's request and calls these.
   cancelled.
 
 Both run under a per-task guard: deliveries of one task id never run at the same time
-(a broker may deliver a message again while the first delivery still runs, e.g. after the
-Redis visibility timeout), and once one succeeded, later deliveries do nothing. A dead
-holder's guard expires with its lease, so the next delivery does the work.
+(a script sends a transfer again under the same id when its lease lapsed, workers/executor.py;
+a broker may deliver a message twice), and once one succeeded, later deliveries do nothing
+(a transfer's returns the result the first recorded). A dead holder's guard expires with
+its lease, so the next delivery does the work.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -41,42 +43,59 @@ from regbot.runner import (
     run_script_locked,
 )
 from workers import context
-from workers.executor import STATE_PROGRESS, UnitFailed
+from workers.executor import STATE_PROGRESS, UnitFailed, task_guard_name
 from workers.logstream import RunStream, StreamProgress, relay_logs, watch_cancel
 from workers.notify import publish
+from workers.settings import DEFAULT_LEASE
 
 log = get_logger("regbot.workers")
 
-TASK_LEASE = 60.0  # seconds a dead delivery keeps its task guard
+TASK_LEASE = DEFAULT_LEASE  # seconds a dead delivery keeps its task guard
 DONE_TTL = 6 * 3600  # seconds a finished task id is remembered (redeliveries come sooner)
 CANCEL_CHECK_EVERY = 0.5  # seconds between two looks at a copy's stop signal
 
 
+__all__ = ["Duplicate", "task_guard", "task_guard_name"]
+
+
 class Duplicate(Exception):
-    """Another delivery of this task id runs, or already succeeded: do nothing."""
+    """Another delivery of this task id runs, or already succeeded: do nothing. `done` is
+    what the successful one recorded (None while another one runs)."""
+
+    def __init__(self, task_id: str, done: bytes | None = None) -> None:
+        super().__init__(task_id)
+        self.done = done
 
 
-def task_guard_name(task_id: str) -> str:
-    return f"task:{task_id}"
+class Done:
+    """What the body of a task_guard records when it succeeds (`value`, plain text)."""
+
+    value: str = "1"
 
 
 @contextmanager
 def task_guard(limits: Limits, task_id: str, *, wait: bool,
-               lease: float = TASK_LEASE, timeout: float | None = None) -> Iterator[None]:
+               lease: float = TASK_LEASE, timeout: float | None = None) -> Iterator[Done]:
     """Run the body for one delivery of `task_id` at a time, and only until one succeeds.
 
-    `wait`: block while another delivery holds the guard (transfers: the holder may die
-    and then this delivery must do the work); else raise Duplicate at once (scripts)."""
+    `wait`: block while another delivery holds the guard; else raise Duplicate at once."""
     lock = limits.lock(task_guard_name(task_id), ttl=lease)
     if not lock.acquire(blocking=wait, timeout=timeout):
         raise Duplicate(task_id)
     lock.keep_alive()
     done_key = limits.keys.task_done(task_id)
     try:
-        if limits.store.exists(done_key):
-            raise Duplicate(task_id)
-        yield
-        limits.store.set(done_key, "1", ex=DONE_TTL)
+        recorded = limits.store.get(done_key)
+        if recorded is not None:
+            raise Duplicate(task_id, recorded)
+        done = Done()
+        yield done
+        try:
+            limits.store.set(done_key, done.value, ex=DONE_TTL)
+        except redis.RedisError as exc:
+            # The work is done; its result still reaches the waiting side by the result
+            # backend, and a later delivery would find the work on the target.
+            log.warning("cannot record task %s as done: %s", task_id, exc)
     finally:
         lock.release()
 
@@ -191,20 +210,36 @@ def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
     run_id = str(run.get("run_id") or "")
     level = run.get("log_level")
     try:
-        with task_guard(limits, task_id, wait=True, lease=ctx.lease or TASK_LEASE,
-                        timeout=token.remaining()), ExitStack() as stack:
+        # No waiting for another delivery: if its holder dies, the script sends the unit
+        # again once the guard's lease lapsed.
+        with task_guard(limits, task_id, wait=False, lease=ctx.transfer_lease) as done, \
+                ExitStack() as stack:
             notify({"state": "STARTED", "hostname": hostname})
             if run_id:
                 stack.enter_context(relay_logs(RunStream(limits, run_id), script,
                                                level if isinstance(level, int) else None))
             result = execute_unit(engine.client, unit, progress=progress, cancel=token)
-    except Duplicate:
-        raise
+            out = {**result.to_dict(), "hostname": hostname}
+            done.value = json.dumps(out, separators=(",", ":"))
+    except Duplicate as dup:
+        recorded = _recorded(dup.done)
+        if recorded is None:
+            raise
+        # A delivery after the one that did the work: tell the waiting side its result.
+        notify({"state": "SUCCESS", "result": recorded})
+        return recorded
     except RegbotError as exc:
         failed = UnitFailed.from_error(exc, redact(" ".join(str(exc).split())))
         notify({"state": "FAILURE", "error_type": failed.error_type,
                 "message": failed.message})
         raise failed from None
-    out = {**result.to_dict(), "hostname": hostname}
     notify({"state": "SUCCESS", "result": out})
     return out
+
+
+def _recorded(raw: bytes | None) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw) if raw else None
+    except (TypeError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "status" in data else None

@@ -6,9 +6,17 @@ can never take the slots the transfers need:
 - `transfers@<node>` serves queue `transfers` with `--transfers` processes (default 4).
 
 The node passes SIGTERM/SIGINT on to both as a warm shutdown (running tasks finish); a
-second one, or SIGQUIT, as a cold shutdown (transfers go back to the queue). It exits when
-both have exited, with the first non-zero status. If one exits on its own, the other is
-stopped too: a half node is not left running.
+second one, or SIGQUIT, as a cold shutdown. A warm shutdown still going after the grace
+period (`--grace`, default 60 s) is made cold, and one still going 10 s later is killed:
+the node always ends. It exits when both have exited, with the first non-zero status.
+Nothing is lost by a cold stop: the scripts waiting for its transfers send them again once
+their leases lapse (workers/executor.py).
+
+A node never stays up without serving: if one of its Celery processes exits on its own
+(a crash, a kill, an unrecoverable error inside Celery or kombu), the launcher logs why and
+starts it again after a backoff (1 s, doubling to 30 s; back to 1 s once a process has
+served a minute). A process that keeps failing (RESTART_LIMIT exits within
+RESTART_WINDOW seconds) takes the node down, non-zero, for its own supervisor to handle.
 
 Pool sizes are fixed when the node starts; tasks re-read the config file when it changes
 (workers/context.py), so only a new `defaults.parallel` needs a restart to resize the pool
@@ -31,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from regbot import metrics
@@ -50,6 +58,12 @@ from workers.settings import (
 log = get_logger("regbot.worker")
 
 DEFAULT_TRANSFERS = 4
+DEFAULT_GRACE = 60.0  # seconds a warm shutdown may take before it is made cold
+KILL_AFTER = 10.0  # seconds a cold shutdown may take before the processes are killed
+RESTART_BACKOFF = (1.0, 30.0)  # first and longest pause before a crashed process restarts
+HEALTHY_AFTER = 60.0  # seconds of serving after which a process's backoff starts over
+RESTART_LIMIT = 5  # exits within RESTART_WINDOW seconds that take the node down
+RESTART_WINDOW = 300.0
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 # Celery's -l levels for regbot's
 _CELERY_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warn": "warning",
@@ -69,6 +83,7 @@ class NodeOptions:
     lease: float | None = None
     visibility_timeout: float | None = None
     metrics: tuple[str, int] | None = None  # (host, port) of the node's metrics endpoint
+    grace: float = DEFAULT_GRACE
 
     def __post_init__(self) -> None:
         if not self.node_name:
@@ -155,56 +170,134 @@ def _node_metrics(address: tuple[str, int] | None) -> Iterator[str | None]:
 
 
 def _run(opts: NodeOptions, env: dict[str, str]) -> int:
-    procs: dict[str, subprocess.Popen] = {}
-    stopping: dict[str, int | None] = {"signal": None, "count": 0}
+    node = _Node(opts, env)
 
-    def forward(signum: int, _frame: object) -> None:
-        # The first SIGINT/SIGTERM asks for Celery's warm shutdown (SIGTERM: a Ctrl-C
-        # reaches the workers from the terminal too, and two SIGINTs would be a cold one);
-        # the next one, or SIGQUIT, for the cold shutdown.
-        stopping["signal"] = signum
-        stopping["count"] = (stopping["count"] or 0) + 1
-        send = signal.SIGQUIT if signum == signal.SIGQUIT or stopping["count"] > 1 \
-            else signal.SIGTERM
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(send)
-
-    previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
+    previous = {sig: signal.signal(sig, node.on_signal) for sig in _FORWARDED}
     try:
         for queue, argv in worker_commands(opts):
-            log_fields(log, logging.INFO, "Starting worker", queue=queue,
-                       hostname=f"{queue}@{opts.node_name}",
-                       concurrency=opts.parallel if queue == QUEUE_SCRIPTS else opts.transfers,
-                       cluster=opts.settings.describe())
-            procs[queue] = subprocess.Popen(argv, env=env)
-        return _supervise(procs, stopping)
+            node.start(queue, argv)
+        return node.supervise()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        node.kill_all()
 
 
-def _supervise(procs: dict[str, subprocess.Popen], stopping: dict) -> int:
-    """Wait until every process has exited; when one exits, stop the others."""
-    status = 0
-    asked = False
-    while True:
-        running = [p for p in procs.values() if p.poll() is None]
-        for queue, proc in procs.items():
-            code = proc.poll()
-            if code is not None and code != 0 and status == 0:
-                status = code if code > 0 else 128 - code
-                if stopping["signal"] is None:
-                    log_fields(log, logging.ERROR, "Worker exited", queue=queue, status=code)
-        if not running:
-            return status
-        if len(running) < len(procs) and not asked and stopping["signal"] is None:
-            asked = True  # one is gone on its own: take the rest of the node down with it
-            for proc in running:
-                proc.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
+@dataclass
+class _Worker:
+    queue: str
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    restart_at: float | None = None  # monotonic time of the next start, after a crash
+    backoff: float = RESTART_BACKOFF[0]
+    exits: list[float] = field(default_factory=list)  # monotonic times of recent crashes
 
+
+class _Node:
+    """The node's Celery processes and what the launcher does about them."""
+
+    def __init__(self, opts: NodeOptions, env: dict[str, str]) -> None:
+        self.opts = opts
+        self.env = env
+        self.workers: dict[str, _Worker] = {}
+        self.stop_signal: int | None = None
+        self.stop_count = 0
+        self.stop_since: float | None = None  # monotonic start of the shutdown
+        self.escalated = 0  # 0 as asked, 1 made cold after the grace period, 2 killed
+        self.status = 0
+
+    def start(self, queue: str, argv: list[str]) -> None:
+        worker = self.workers.setdefault(queue, _Worker(queue, argv))
+        concurrency = self.opts.parallel if queue == QUEUE_SCRIPTS else self.opts.transfers
+        log_fields(log, logging.INFO, "Starting worker", queue=queue,
+                   hostname=f"{queue}@{self.opts.node_name}", concurrency=concurrency,
+                   cluster=self.opts.settings.describe())
+        worker.proc = subprocess.Popen(argv, env=self.env)
+        worker.started = time.monotonic()
+        worker.restart_at = None
+
+    def running(self) -> list[subprocess.Popen]:
+        return [w.proc for w in self.workers.values()
+                if w.proc is not None and w.proc.poll() is None]
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        # The first SIGINT/SIGTERM asks for Celery's warm shutdown (SIGTERM: a Ctrl-C
+        # reaches the workers from the terminal too, and two SIGINTs would be a cold one);
+        # the next one, or SIGQUIT, for the cold shutdown.
+        self.stop_signal = signum
+        self.stop_count += 1
+        if self.stop_since is None:
+            self.stop_since = time.monotonic()
+        cold = signum == signal.SIGQUIT or self.stop_count > 1
+        self._send(signal.SIGQUIT if cold else signal.SIGTERM)
+
+    def _send(self, sig: int) -> None:
+        for proc in self.running():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+
+    def supervise(self) -> int:
+        """Until every process has exited after a stop: restart the ones that die on their
+        own, end a shutdown that overruns its grace period."""
+        while True:
+            now = time.monotonic()
+            for worker in self.workers.values():
+                self._watch(worker, now)
+            if self.stop_signal is not None:
+                if not self.running():
+                    return self.status
+                self._escalate(now)
+            time.sleep(0.2)
+
+    def _watch(self, worker: _Worker, now: float) -> None:
+        if worker.proc is None:
+            if worker.restart_at is not None and now >= worker.restart_at \
+                    and self.stop_signal is None:
+                self.start(worker.queue, worker.argv)
+            return
+        code = worker.proc.poll()
+        if code is None:
+            if now - worker.started > HEALTHY_AFTER:
+                worker.backoff = RESTART_BACKOFF[0]
+            return
+        worker.proc = None
+        if self.stop_signal is not None:
+            # asked to stop: it did (a crash that was recovered from does not count)
+            if code != 0 and self.status == 0:
+                self.status = code if code > 0 else 128 - code
+            return
+        worker.exits = [t for t in worker.exits if now - t < RESTART_WINDOW] + [now]
+        if len(worker.exits) >= RESTART_LIMIT:
+            log_fields(log, logging.ERROR, "Worker keeps exiting, stopping the node",
+                       queue=worker.queue, status=code, exits=len(worker.exits),
+                       within=f"{RESTART_WINDOW:g}s")
+            self.status = code if code > 0 else 128 - code if code < 0 else 1
+            self.stop_signal = signal.SIGTERM
+            self.stop_since = now
+            self._send(signal.SIGTERM)
+            return
+        log_fields(log, logging.ERROR, "Worker exited, restarting it", queue=worker.queue,
+                   status=code, restart_in=f"{worker.backoff:g}s")
+        worker.restart_at = now + worker.backoff
+        worker.backoff = min(worker.backoff * 2, RESTART_BACKOFF[1])
+
+    def _escalate(self, now: float) -> None:
+        """A warm shutdown past the grace period goes cold; a cold one that hangs, killed."""
+        assert self.stop_since is not None
+        elapsed = now - self.stop_since
+        if self.escalated == 0 and elapsed > self.opts.grace:
+            self.escalated = 1
+            log_fields(log, logging.WARNING, "Warm shutdown overran its grace period, "
+                       "stopping cold", grace=f"{self.opts.grace:g}s")
+            self._send(signal.SIGQUIT)
+        elif self.escalated == 1 and elapsed > self.opts.grace + KILL_AFTER:
+            self.escalated = 2
+            log_fields(log, logging.WARNING, "Cold shutdown hangs, killing the workers")
+            self._send(signal.SIGKILL)
+
+    def kill_all(self) -> None:
+        for worker in self.workers.values():
+            if worker.proc is not None and worker.proc.poll() is None:
+                worker.proc.kill()
+                worker.proc.wait()

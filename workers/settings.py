@@ -13,9 +13,11 @@ Resolution, flags first, then the environment:
 
 A worker node's own knobs travel to its Celery processes in the environment too:
 `REGBOT_CONFIG` (the config file, read by every task), `REGBOT_LOG_LEVEL`/`REGBOT_LOG_JSON`,
-`REGBOT_LEASE` (seconds a dead node's locks, claims and slots outlive it) and
-`REGBOT_VISIBILITY_TIMEOUT` (Redis broker: seconds before an unacknowledged transfer of a
-dead node is delivered again).
+`REGBOT_LEASE` (seconds a dead node's locks, claims and slots outlive it, default 30; a
+script lock keeps its own 60 s default) and `REGBOT_VISIBILITY_TIMEOUT` (Redis broker:
+seconds before a message a dead node took but never started is delivered again; rarely
+matters, as every task is acknowledged when it starts and a lost transfer is sent again by
+its script once its lease lapses).
 
 URLs may carry passwords: `describe()` and `repr()` print them sanitised.
 """
@@ -37,9 +39,13 @@ ENV_LOG_LEVEL = "REGBOT_LOG_LEVEL"
 ENV_LOG_JSON = "REGBOT_LOG_JSON"
 ENV_LEASE = "REGBOT_LEASE"
 ENV_VISIBILITY = "REGBOT_VISIBILITY_TIMEOUT"
+ENV_OUTAGE_LIMIT = "REGBOT_OUTAGE_LIMIT"  # `once`: seconds it waits out a Redis outage (60)
 
 DEFAULT_BROKER = "redis://localhost:6379/0"
-DEFAULT_VISIBILITY_TIMEOUT = 3600.0  # kombu's own default: keep it above the longest transfer
+DEFAULT_VISIBILITY_TIMEOUT = 3600.0  # kombu's own default (transfers are acked on start)
+# Seconds a dead node's task guards, blob claims and request slots outlive it, and so how
+# soon a script sends a dead node's transfer again (workers/executor.py); `--lease` sets it.
+DEFAULT_LEASE = 30.0
 
 QUEUE_SCRIPTS = "scripts"
 QUEUE_TRANSFERS = "transfers"

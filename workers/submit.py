@@ -8,7 +8,10 @@ ScriptResults, in config order, for the same summary and exit status as an embed
 
 A script whose worker dies mid-run (its task guard lapses while the task still reads
 STARTED) is reported failed rather than waited for forever. Redis or the broker being
-unreachable is one clear error before anything is sent.
+unreachable is one clear error before anything is sent. Once the scripts are sent, an
+outage is waited out for up to OUTAGE_LIMIT seconds (`REGBOT_OUTAGE_LIMIT`; a line when
+Redis is lost, one when it is back); past that, one clear line and exit status 1. The
+scripts themselves go on on their nodes.
 """
 
 from __future__ import annotations
@@ -31,16 +34,24 @@ from regbot.limits import Limits, store_from_url
 from regbot.logs import ROOT, add_secrets, get_logger, log_fields
 from regbot.runner import STATUS_FAILED, ScriptResult
 from workers.app import create_app
-from workers.executor import forget_result, task_state
-from workers.jobs import task_guard_name
+from workers.executor import Outage, forget_result, task_guard_name, task_state
 from workers.logstream import RunFollower, RunStream
-from workers.settings import QUEUE_SCRIPTS, SCRIPT_TASK, ClusterSettings, sanitize
+from workers.settings import (
+    ENV_OUTAGE_LIMIT,
+    QUEUE_SCRIPTS,
+    SCRIPT_TASK,
+    ClusterSettings,
+    env_float,
+    sanitize,
+)
 
 log = get_logger("regbot.once")
 
 LOST_GRACE = 15.0  # seconds a started script may lack its task guard before it counts as lost
 IDLE_WARNING = 15.0  # seconds without any worker taking a script before saying so
 POLL = 0.2  # seconds between two looks at the results (the stream read blocks this long)
+OUTAGE_LIMIT = 60.0  # seconds `once` waits for Redis to come back before it gives up
+OUTAGE_PAUSE = 1.0  # seconds between two tries while Redis is away
 
 
 class ClusterUnavailable(RegbotError):
@@ -109,8 +120,10 @@ def run_cluster_once(
                                      f"{sanitize(settings.broker_url)}: {_one_line(exc)}") from None
         log_fields(log, logging.DEBUG, "Scripts sent to the cluster", run=run_id,
                    scripts=len(pending), cluster=settings.describe())
+        outage = Outage(f"Redis at {sanitize(settings.redis_url)}",
+                        env_float(ENV_OUTAGE_LIMIT) or OUTAGE_LIMIT, log, ClusterUnavailable)
         try:
-            results = _wait(pending, follower, limits, on_done)
+            results = _wait(pending, follower, limits, on_done, outage)
         except (redis.RedisError, OperationalError) as exc:
             raise ClusterUnavailable(f"lost Redis at {sanitize(settings.redis_url)} while "
                                      f"waiting for the scripts: {_one_line(exc)}") from None
@@ -126,44 +139,61 @@ def run_cluster_once(
 
 
 def _wait(pending: dict[str, tuple[str, AsyncResult]], follower: RunFollower,
-          limits: Limits, on_done: Callable[[ScriptResult], None] | None) -> dict[str, ScriptResult]:
+          limits: Limits, on_done: Callable[[ScriptResult], None] | None,
+          outage: Outage | None = None) -> dict[str, ScriptResult]:
+    outage = outage or Outage("Redis", OUTAGE_LIMIT, log, ClusterUnavailable)
     results: dict[str, ScriptResult] = {}
     missing_since: dict[str, float] = {}
-    started_at = time.monotonic()
-    warned = False
+    state = {"started_at": time.monotonic(), "warned": False}
     while pending:
-        follower.poll(block=POLL)
-        anyone_started = False
-        for task_id, (name, result) in list(pending.items()):
-            state, info = task_state(result)
-            if state in ("PENDING", "RECEIVED"):
-                continue
-            anyone_started = True
-            if state in ("STARTED", "RETRY"):
-                if _lost(task_id, limits, missing_since):
-                    done = ScriptResult(name=name, status=STATUS_FAILED,
-                                        error=f"script {name!r}: the worker running it "
-                                              "stopped before it finished")
-                else:
-                    continue
-            elif state == "SUCCESS" and isinstance(info, dict):
-                done = ScriptResult.from_dict(info)
-            else:
-                done = ScriptResult(name=name, status=STATUS_FAILED,
-                                    error=f"script {name!r}: task {state.lower()}: "
-                                          f"{_one_line(info) if info else 'no result'}")
-            follower.poll()  # lines logged before the result was stored come first
-            del pending[task_id]
-            forget_result(result)
-            results[name] = done
-            if on_done is not None:
-                on_done(done)
-        if not anyone_started and not warned and not results \
-                and time.monotonic() - started_at > IDLE_WARNING:
-            warned = True
-            log_fields(log, logging.WARNING, "No worker has taken a script yet; is one "
-                       "running on this broker?", queue=QUEUE_SCRIPTS)
+        try:
+            _look(pending, follower, limits, on_done, results, missing_since, state)
+        except (redis.RedisError, OperationalError, ConnectionError, TimeoutError) as exc:
+            outage.failed(exc)  # ClusterUnavailable once it lasted OUTAGE_LIMIT
+            missing_since.clear()  # guards could not be seen: count again from now
+            time.sleep(OUTAGE_PAUSE)
+            continue
+        outage.ok()
     return results
+
+
+def _look(pending: dict[str, tuple[str, AsyncResult]], follower: RunFollower, limits: Limits,
+          on_done: Callable[[ScriptResult], None] | None, results: dict[str, ScriptResult],
+          missing_since: dict[str, float], seen: dict) -> None:
+    """One look at the stream and at every pending script's result."""
+    follower.poll(block=POLL)
+    anyone_started = False
+    for task_id, (name, result) in list(pending.items()):
+        state, info = task_state(result)
+        if state in ("PENDING", "RECEIVED"):
+            continue
+        anyone_started = True
+        if state in ("STARTED", "RETRY"):
+            if _lost(task_id, limits, missing_since):
+                node = info.get("hostname") if isinstance(info, dict) else None
+                where = f" ({node})" if node else ""
+                done = ScriptResult(name=name, status=STATUS_FAILED,
+                                    error=f"script {name!r}: the worker running it{where} "
+                                          "stopped before it finished")
+            else:
+                continue
+        elif state == "SUCCESS" and isinstance(info, dict):
+            done = ScriptResult.from_dict(info)
+        else:
+            done = ScriptResult(name=name, status=STATUS_FAILED,
+                                error=f"script {name!r}: task {state.lower()}: "
+                                      f"{_one_line(info) if info else 'no result'}")
+        follower.poll()  # lines logged before the result was stored come first
+        del pending[task_id]
+        forget_result(result)
+        results[name] = done
+        if on_done is not None:
+            on_done(done)
+    if not anyone_started and not seen["warned"] and not results \
+            and time.monotonic() - seen["started_at"] > IDLE_WARNING:
+        seen["warned"] = True
+        log_fields(log, logging.WARNING, "No worker has taken a script yet; is one "
+                   "running on this broker?", queue=QUEUE_SCRIPTS)
 
 
 def _lost(task_id: str, limits: Limits, missing_since: dict[str, float]) -> bool:

@@ -37,12 +37,11 @@ def register(app: Celery) -> tuple[Task, Task]:
         except jobs.Duplicate:
             raise Ignore() from None
 
-    @app.task(name=TRANSFER_TASK, bind=True, acks_late=True, shared=False,
-              reject_on_worker_lost=True)
+    @app.task(name=TRANSFER_TASK, bind=True, acks_late=False, shared=False)
     def transfer(self, unit: dict[str, Any], script: str = "",
                  run: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run one copy unit (idempotent; acknowledged late, so a lost node's unit runs
-        again elsewhere)."""
+        """Run one copy unit (idempotent; acknowledged on start: a lost node's unit is sent
+        again by the script waiting for it, see workers/executor.py)."""
         hostname = self.request.hostname or ""
 
         def report(bytes_done: int) -> None:

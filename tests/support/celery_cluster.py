@@ -110,9 +110,10 @@ class NodeSet:
     def start(self, name: str, *, transfers: int = 2, queues: str = "scripts,transfers",
               lease: float | None = None, visibility_timeout: float | None = None,
               verbosity: str = "info", metrics_port: int | None = None,
-              env: dict[str, str] | None = None, named: bool = True) -> WorkerNode:
+              env: dict[str, str] | None = None, named: bool = True,
+              extra: tuple[str, ...] = ()) -> WorkerNode:
         """Start node `name` (its log and working directory; `-n name` unless `named`
-        is False, when the node picks its default name)."""
+        is False, when the node picks its default name); `extra` are more flags."""
         cwd = self.root / name
         cwd.mkdir(parents=True, exist_ok=True)
         log_path = self.root / f"{name}.log"
@@ -125,6 +126,7 @@ class NodeSet:
             argv += ["--visibility-timeout", str(visibility_timeout)]
         if metrics_port:
             argv += ["--metrics-port", f"127.0.0.1:{metrics_port}"]
+        argv += list(extra)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, cwd=cwd, env={**self.cluster_env(), **(env or {})},
                                     stdout=log,

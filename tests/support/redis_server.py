@@ -47,6 +47,26 @@ class RedisProcess:
         stop_process(self.proc)
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def halt(self, *, keep_data: bool) -> None:
+        """Stop the server, an outage: `keep_data` saves its data to come back with
+        (`SHUTDOWN SAVE`), else it comes back empty, as a Redis without persistence does."""
+        client = self.client()
+        try:
+            client.shutdown(save=keep_data, nosave=not keep_data)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it goes
+        finally:
+            client.close()
+        self.proc.wait(timeout=30)
+        if not keep_data:
+            (self.root / "dump.rdb").unlink(missing_ok=True)
+
+    def resume(self) -> None:
+        """Start the server again on the same port (and directory) after `halt`."""
+        self.proc = spawn(_server_argv(self.port, self.root), self.root / "redis-again.log")
+        wait_for_port(self.port, proc=self.proc)
+        _wait_for_ping(self)
+
 
 def start_redis() -> RedisProcess:
     """A fresh redis-server on a free port; raises RuntimeError if it does not come up."""
@@ -55,17 +75,7 @@ def start_redis() -> RedisProcess:
     root = Path(tempfile.mkdtemp(prefix="regbot-redis-"))
     port = free_port()
     log_path = root / "redis.log"
-    proc = spawn(
-        [
-            REDIS_BINARY,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(root),
-        ],
-        log_path,
-    )
+    proc = spawn(_server_argv(port, root), log_path)
     server = RedisProcess(port, root, proc, log_path)
     try:
         wait_for_port(port, proc=proc)
@@ -74,6 +84,12 @@ def start_redis() -> RedisProcess:
         server.stop()
         raise
     return server
+
+
+def _server_argv(port: int, root: Path) -> list[str]:
+    assert REDIS_BINARY is not None
+    return [REDIS_BINARY, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(root)]
 
 
 def _wait_for_ping(server: RedisProcess, timeout: float = 10.0) -> None:

@@ -1,0 +1,396 @@
+"""A cluster that survives its own infrastructure: real worker nodes, a private
+redis-server of each test's own (stopped and started again on the same port, with or
+without its data), real registries, a throttled source front so a transfer is surely in
+flight when the test strikes. Default settings unless a test says otherwise: no
+visibility timeout, no short lease.
+
+Every test checks the target's completeness (each manifest, each blob, digest for digest),
+not only exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support import images
+from tests.support.celery_cluster import NodeSet, WorkerNode
+from tests.support.fronts import FaultFront
+from tests.support.processes import REPO_ROOT, regbot_env, spawn, stop_process
+from tests.support.redis_server import REDIS_BINARY, start_redis
+
+pytestmark = [pytest.mark.timeout(240),
+              pytest.mark.skipif(REDIS_BINARY is None, reason="redis-server is not installed")]
+
+MIB = 1024 * 1024
+
+
+# --- fixtures and helpers --------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_redis():
+    """A redis-server of this test alone: the test may stop and restart it."""
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path, own_redis):
+    made: list[NodeSet] = []
+
+    def make(config: Path) -> NodeSet:
+        nodes = NodeSet(tmp_path / f"cluster{len(made)}", config, own_redis.url, own_redis.url)
+        made.append(nodes)
+        return nodes
+
+    yield make
+    for nodes in made:
+        nodes.stop_all()
+
+
+def write_config(path: Path, src: str, dst: str, repo: str, tags: list[str],
+                 **defaults: object) -> Path:
+    lines = ["version: 1", "creds:",
+             "  - registry: src.test", f"    hostname: {src}", "    tls: disabled",
+             "  - registry: dst.test", f"    hostname: {dst}", "    tls: disabled",
+             "defaults:", "  parallel: 1"]
+    lines += [f"  {key}: {value}" for key, value in defaults.items()]
+    lines += ["scripts:", "  - name: mirror", "    script: |"]
+    lines += [f'      image.copy("src.test/{repo}:{tag}", "dst.test/{repo}:{tag}")'
+              for tag in tags]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def expect_complete(host: str, repo: str, tag: str, image: images.Image) -> None:
+    """The target holds the image: its manifest by digest and every blob, byte for byte."""
+    resp = images.head_manifest(host, repo, tag)
+    assert resp.status_code == 200, (repo, tag, resp.status_code)
+    assert resp.headers["Docker-Content-Digest"] == image.digest
+    for digest, data in image.all_blobs().items():
+        assert images.sha256(images.get_blob(host, repo, digest)) == images.sha256(data), digest
+
+
+def child_pids(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def celery_pid(node: WorkerNode, queue: str) -> int:
+    """The pid of the node's Celery worker process serving `queue`."""
+    for pid in child_pids(node.proc.pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-n" in argv and argv[argv.index(b"-n") + 1].startswith(f"{queue}@".encode()):
+            return pid
+    raise AssertionError(f"no {queue} worker under node {node.name}")
+
+
+def wait_until(what: str, check, timeout: float, nodes: NodeSet | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}\n" + (
+            nodes.logs() if nodes else "")
+        time.sleep(0.1)
+
+
+def transfer_in_progress(store: redis.Redis, run, below: int, timeout: float = 60
+                         ) -> tuple[str, str]:
+    """(task id, node name) of a transfer that has sent some bytes, fewer than `below`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert run.poll() is None, run.communicate()
+        for key in store.scan_iter("celery-task-meta-*"):
+            raw = store.get(key)
+            meta = json.loads(raw) if raw else {}
+            result = meta.get("result") or {}
+            if meta.get("status") == "PROGRESS" and 0 < result.get("bytes_done", 0) < below:
+                node = result["hostname"].split("@", 1)[1]
+                return key.decode().removeprefix("celery-task-meta-"), node
+        time.sleep(0.05)
+    raise AssertionError("no transfer was seen in progress")
+
+
+def ready_count(node: WorkerNode, queue: str) -> int:
+    return node.log_text().count(f"{queue}@{node.name} ready.")
+
+
+# --- the launcher ------------------------------------------------------------------------------
+
+
+def test_a_killed_celery_process_is_restarted_and_the_node_serves_on(
+        tmp_path, registry, registry2, repo, cluster):
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        image = images.build_image(layers=2, layer_size=MIB, seed=801)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", registry.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        node = nodes.start("solo", transfers=1, extra=("--grace", "2"))
+        nodes.wait_ready()
+        before = celery_pid(node, "transfers")
+        scripts_before = celery_pid(node, "scripts")
+
+        os.kill(before, signal.SIGKILL)
+        wait_until("the transfers worker is back", lambda: ready_count(node, "transfers") == 2,
+                   60, nodes)
+        assert node.alive()
+        assert 'msg="Worker exited, restarting it" queue=transfers status=-9' \
+            in node.log_text()
+        assert celery_pid(node, "transfers") != before
+        assert celery_pid(node, "scripts") == scripts_before  # the other one was left alone
+
+        proc = nodes.once(timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr + nodes.logs()
+        assert "status=ok" in proc.stdout
+        expect_complete(registry2.host, repo, "v1", image)
+        assert node.transfers_done() == 2, nodes.logs()  # the two layers, on the new process
+
+        # a warm stop with a long transfer running ends cold after the grace period (2 s)
+        slow = images.build_image(layers=1, layer_size=8 * MIB, seed=802)
+        images.push_image(registry.host, repo, slow, tag="v2")
+        write_config(config, front.host, registry2.host, repo, ["v2"], transferMin=100_000)
+        run = nodes.once_async()
+        try:
+            store = redis.Redis.from_url(nodes.redis_url)
+            try:
+                transfer_in_progress(store, run, below=2 * MIB)
+            finally:
+                store.close()
+            node.proc.send_signal(signal.SIGTERM)
+            node.proc.wait(timeout=40)  # the transfer alone would take 8 s more
+            assert "Warm shutdown overran its grace period, stopping cold" in node.log_text()
+        finally:
+            run.kill()
+            run.communicate()
+    finally:
+        front.stop()
+
+
+# --- Redis goes away ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep_data", [True, False], ids=["restart", "restart-empty"])
+def test_redis_restarted_mid_transfer(tmp_path, registry, registry2, repo, cluster, own_redis,
+                                      keep_data):
+    # About 3 s per layer through the front: the outage surely lands mid-transfer.
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        image = images.build_image(layers=2, layer_size=3 * MIB, seed=811)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        node = nodes.start("solo", transfers=2)
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        store = own_redis.client()
+        try:
+            transfer_in_progress(store, run, below=2 * MIB)
+        finally:
+            store.close()
+        own_redis.halt(keep_data=keep_data)
+        time.sleep(3)
+        own_redis.resume()
+
+        out, err = run.communicate(timeout=150)
+        assert node.alive(), nodes.logs()
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out
+        expect_complete(registry2.host, repo, "v1", image)
+        # `once` said it once when Redis went and once when it came back
+        assert len(re.findall(r'msg="lost Redis at \S+, waiting up to 60s', err)) == 1, err
+        assert len(re.findall(r'msg="Redis at \S+ is back after', err)) == 1, err
+        # the node rode it out: neither Celery process died, kombu did not crash
+        log = node.log_text()
+        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+
+        # and goes on serving: a rerun, nothing restarted, finds everything in place
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+        assert "Worker exited" not in node.log_text() and node.alive()
+    finally:
+        front.stop()
+
+
+def test_once_gives_up_in_one_line_after_its_outage_limit(tmp_path, registry, registry2, repo,
+                                                          cluster, own_redis):
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        image = images.build_image(layers=1, layer_size=3 * MIB, seed=831)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        nodes.env = dict(nodes.env, REGBOT_OUTAGE_LIMIT="4")  # `once`'s bound (default 60 s)
+        node = nodes.start("solo", transfers=1)
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        store = own_redis.client()
+        try:
+            transfer_in_progress(store, run, below=2 * MIB)
+        finally:
+            store.close()
+        own_redis.halt(keep_data=True)
+        try:
+            out, err = run.communicate(timeout=60)
+        finally:
+            own_redis.resume()
+        assert run.returncode == 1, out + err
+        last = err.strip().splitlines()[-1]
+        assert re.fullmatch(r"regbot: error: lost Redis at redis://127\.0\.0\.1:\d+/0 for more "
+                            r"than 4s: .+", last), err
+
+        # the script went on on its node, and the node still serves
+        wait_until("the script finished on its node", lambda: node.scripts_done() == 1, 90,
+                   nodes)
+        expect_complete(registry2.host, repo, "v1", image)
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+        assert node.alive() and "Worker exited" not in node.log_text()
+    finally:
+        front.stop()
+
+
+# --- a node dies ---------------------------------------------------------------------------
+
+
+def test_a_node_killed_mid_blob_is_redone_within_its_lease(tmp_path, registry, registry2, repo,
+                                                           cluster, own_redis):
+    # Default settings: no visibility timeout (3600 s on Redis), the default 30 s lease.
+    front = FaultFront(registry, bandwidth=1_000_000)  # about 4 s per layer
+    try:
+        image = images.build_image(layers=2, layer_size=4 * MIB, seed=821)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        nodes.start("boss", queues="scripts")
+        movers = {name: nodes.start(name, transfers=1, queues="transfers")
+                  for name in ("mover1", "mover2")}
+        nodes.wait_ready()
+
+        started = time.monotonic()
+        run = nodes.once_async()
+        store = own_redis.client()
+        try:
+            task_id, victim = transfer_in_progress(store, run, below=2 * MIB)
+        finally:
+            store.close()
+        movers[victim].kill()
+        survivor = movers["mover2" if victim == "mover1" else "mover1"]
+
+        out, err = run.communicate(timeout=150)
+        took = time.monotonic() - started
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out
+        expect_complete(registry2.host, repo, "v1", image)
+        # the dead node's unit, sent again under its id, ran on the other node
+        assert f"regbot.transfer[{task_id}] succeeded" in survivor.log_text(), nodes.logs()
+        assert "its node stopped renewing its lease" in nodes.nodes[0].log_text()
+        assert took < 90, f"took {took:.0f}s: lease 30 s + half a lease + the copy"
+    finally:
+        front.stop()
+
+
+def test_a_script_whose_node_died_is_reported_and_the_next_run_goes_ahead(
+        tmp_path, registry, registry2, repo, cluster, own_redis):
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        image = images.build_image(layers=1, layer_size=4 * MIB, seed=841)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        # a short lease: the script's guard and lock lapse 10 s after its node died
+        boss = nodes.start("boss", queues="scripts", lease=10)
+        nodes.start("mover", transfers=1, queues="transfers")
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        store = own_redis.client()
+        try:
+            transfer_in_progress(store, run, below=2 * MIB)
+        finally:
+            store.close()
+        boss.kill()
+        out, err = run.communicate(timeout=90)
+        assert run.returncode == 1, out + err
+        assert "status=failed" in out, out
+        assert "script 'mirror': the worker running it (scripts@boss) stopped before it " \
+               "finished" in out + err, out + err
+
+        # another node runs the script next time: the dead one's lock has lapsed
+        nodes.start("boss2", queues="scripts", lease=10)
+        nodes.wait_ready()
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout, again.stdout
+        expect_complete(registry2.host, repo, "v1", image)
+    finally:
+        front.stop()
+
+
+# --- beat and server -----------------------------------------------------------------------
+
+
+def test_server_rides_out_redis_restarted_empty(tmp_path, own_redis):
+    """`regbot server` (beat + worker node) on a Redis that restarts without its data: the
+    beat goes on scheduling, each run at most once, and the worker goes on running them."""
+    config = tmp_path / "regbot.yml"
+    config.write_text('version: 1\nscripts:\n  - name: tick\n    schedule: "@every 1s"\n'
+                      '    script: log("tick")\n')
+    log_path = tmp_path / "server.log"
+    proc = spawn(
+        [sys.executable, "-m", "regbot", "server", "-c", str(config), "--broker",
+         own_redis.url, "--transfers", "1", "-n", "faults-server"],
+        log_path, env=regbot_env(), cwd=REPO_ROOT)
+
+    def done() -> int:
+        return len(re.findall(r"Task regbot\.script\[\S+\] succeeded",
+                              log_path.read_text(errors="replace")))
+
+    try:
+        wait_until("two runs before the outage", lambda: done() >= 2, 60)
+        own_redis.halt(keep_data=False)
+        time.sleep(3)
+        own_redis.resume()
+        after = done()
+        wait_until("three runs after the outage", lambda: done() >= after + 3, 60)
+        assert proc.poll() is None, log_path.read_text()
+    finally:
+        status = stop_process(proc, grace=30)
+    log = log_path.read_text(errors="replace")
+    assert status == 0, log[-3000:]
+    # each Celery process said it lost the broker once, not once per reconnect attempt
+    assert log.count("Cannot connect to") <= 2, log[-3000:]
+    assert "Worker exited" not in log and "Unrecoverable error" not in log, log[-3000:]
+    sent = re.findall(r'msg="Sent scheduled run" script=tick due=(\S+)', log)
+    twice = {due for due in sent if sent.count(due) > 1}
+    assert not twice, f"runs sent more than once: {sorted(twice)}"
