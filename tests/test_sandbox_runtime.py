@@ -356,3 +356,22 @@ def test_reference_close(client):
     )
     assert client.calls == [("close", "ocidir://nowhere:v1"), ("close", "ocidir://nowhere:v1"),
                             ("close", "ocidir://elsewhere:v2")]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "pcall(os.exit, 0)\nerror('ran on')",
+        "xpcall(function() os.exit(true) end, function() while true do end end)\nerror('ran on')",
+        "coroutine.resume(coroutine.create(function() os.exit() end))\nerror('ran on')",
+        "coroutine.wrap(function() pcall(os.exit, 0) error('ran on') end)()\nerror('ran on')",
+    ],
+)
+def test_os_exit_ends_the_script_wherever_it_is_called(client, source):
+    run_lua(source, client, timeout=30)
+
+
+@pytest.mark.parametrize(("code", "status"), [("1", 1), ("false", 1), ("7", 7)])
+def test_os_exit_with_a_failure_status_fails_the_script(client, code, status):
+    with pytest.raises(ScriptError, match=rf"os.exit\({status}\): the script ended with status {status}"):
+        run_lua(f"log('x')\npcall(os.exit, {code})\nerror('ran on')", client)
