@@ -1,7 +1,7 @@
 """regbot's schedule engine as a Celery schedule.
 
 `CronSchedule` is the only schedule the beat uses: every due time it reports comes from
-`Schedule.next_run_after` (regbot/schedule.py), the very call the embedded server makes,
+`Schedule.next_run_after` (regbot/cron.py), the very call the embedded server makes,
 so a cluster's beat and `regbot server` on one node cannot disagree about a run time:
 not across a DST change, not on robfig's day-of-month/day-of-week rule, not on `@every`.
 Celery's own `crontab` is not used; it ANDs day of month and day of week and has its own
@@ -19,7 +19,7 @@ from typing import Any
 
 from celery.schedules import BaseSchedule, schedstate
 
-from regbot.schedule import Schedule
+from regbot.cron import Schedule
 
 NowFun = Callable[[], datetime]
 

@@ -4,7 +4,7 @@ Run by `regbot beat` (and `regbot server` on a cluster) through `celery.beat.Ser
 also works as `celery -A workers.app beat -S beat_schedule.scheduler:RegbotScheduler` with
 the config path in $REGBOT_CONFIG (or `app.conf.regbot_config_file`).
 
-- Entries come from the config file (see beat_schedule/schedule.py); their due times come
+- Entries come from the config file (see beat_schedule/entries.py); their due times come
   from regbot's own schedule engine, the one the embedded server uses
   (beat_schedule/cron_schedule.py). The file is checked on
   every tick (a stat; its content hash when the stat changed) and re-read on SIGHUP
@@ -41,7 +41,7 @@ from celery.beat import ScheduleEntry, Scheduler, SchedulingError
 from celery.schedules import schedstate
 
 from beat_schedule.cron_schedule import CronSchedule
-from beat_schedule.schedule import SCRIPT_QUEUE, SCRIPT_TASK, NowFun, build_entries
+from beat_schedule.entries import SCRIPT_QUEUE, SCRIPT_TASK, NowFun, build_entries
 from regbot.config import Config, load_config
 from regbot.errors import ConfigError, LimitError
 from regbot.limits import DEFAULT_PREFIX, Limits, describe_store, store_from_url

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 from regbot.config import ScriptConfig
 from regbot.copy.progress import ProgressListener
+from regbot.cron import Schedule
 from regbot.engine import Engine
 from regbot.logs import get_logger, log_fields
 from regbot.runner import RunOptions, ScriptResult, run_script_locked
-from regbot.schedule import Schedule
 
 log = get_logger("regbot.embedded")
 

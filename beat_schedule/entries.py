@@ -19,8 +19,8 @@ from typing import Any
 
 from beat_schedule.cron_schedule import CronSchedule, NowFun
 from regbot.config import Config
+from regbot.cron import ScheduleError
 from regbot.logs import get_logger, log_fields
-from regbot.schedule import ScheduleError
 from workers import settings
 
 log = get_logger("regbot.beat")

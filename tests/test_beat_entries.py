@@ -1,4 +1,4 @@
-"""beat_schedule.schedule and CronSchedule: regbot.yml scripts as Celery beat entries (no services needed)."""
+"""beat_schedule.entries and CronSchedule: regbot.yml scripts as Celery beat entries (no services needed)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from celery import Celery
 
 from beat_schedule.cron_schedule import CronSchedule
-from beat_schedule.schedule import SCRIPT_QUEUE, SCRIPT_TASK, beat_schedule, build_entries
+from beat_schedule.entries import SCRIPT_QUEUE, SCRIPT_TASK, beat_schedule, build_entries
 from regbot.config import parse_config
-from regbot.schedule import local_zone, parse_schedule
+from regbot.cron import local_zone, parse_schedule
 from tests.support.beat import Captured
 
 APP = Celery("beat-schedule-tests", set_as_current=False)
