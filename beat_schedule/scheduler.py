@@ -26,7 +26,6 @@ the config path in $REGBOT_CONFIG (or `app.conf.regbot_config_file`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -40,6 +39,7 @@ from typing import Any
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
 from celery.schedules import schedstate
 
+from beat_schedule.config_watcher import ConfigWatcher
 from beat_schedule.cron_schedule import CronSchedule
 from beat_schedule.entries import SCRIPT_QUEUE, SCRIPT_TASK, NowFun, build_entries
 from regbot.config import Config, load_config
@@ -56,59 +56,6 @@ DEFAULT_MAX_INTERVAL = 2.0  # longest sleep between ticks: bounds reload and sta
 MIN_EXPIRY = 60.0  # a run's message lives at least this long (clock skew between hosts)
 LAST_RUN_TTL = 7 * 24 * 3600  # shared last-run records of scripts no longer configured go
 LEADER_LOCK = "beat:leader"  # under the store's lock keys; script locks use other names
-
-
-class ConfigWatcher:
-    """Tells when a config file's content changed: a stat on each check, and a hash of the
-    content only when the stat moved (or when forced, as after SIGHUP)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._stat: tuple[int, int, int] | None = None
-        self._digest: str | None = None
-        self._unreadable = False
-
-    def read(self) -> str:
-        """The current content (and remember it as seen). Raises ConfigError."""
-        try:
-            stat = os.stat(self.path)
-            with open(self.path, "rb") as handle:
-                data = handle.read()
-        except OSError as err:
-            raise ConfigError(f"{self.path}: cannot read config: {err.strerror or err}") from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ConfigError(f"{self.path}: cannot read config: not UTF-8 text (byte {err.start})") from None
-        self._stat = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        self._digest = hashlib.sha256(data).hexdigest()
-        return text
-
-    def changed(self, force: bool = False) -> str | None:
-        """The new content when it differs from what was last read (or `force`), else None.
-        A file that vanished for a moment (an editor or a ConfigMap swapping it) is not a
-        change: the last content stays in force."""
-        try:
-            stat = os.stat(self.path)
-        except OSError as err:
-            if not self._unreadable:
-                log_fields(log, logging.WARNING, "Config file unreadable, keeping the schedule",
-                           file=self.path, error=err.strerror or str(err))
-            self._unreadable = True
-            return None
-        self._unreadable = False
-        if not force and (stat.st_mtime_ns, stat.st_size, stat.st_ino) == self._stat:
-            return None
-        before = self._digest
-        try:
-            text = self.read()
-        except ConfigError as err:
-            log_fields(log, logging.WARNING, "Config file unreadable, keeping the schedule",
-                       error=str(err))
-            return None
-        if not force and self._digest == before:
-            return None  # touched, same content
-        return text
 
 
 class RegbotScheduler(Scheduler):
