@@ -4,7 +4,9 @@ Run by `regbot beat` (and `regbot server` on a cluster) through `celery.beat.Ser
 also works as `celery -A workers.app beat -S beat_schedule.scheduler:RegbotScheduler` with
 the config path in $REGBOT_CONFIG (or `app.conf.regbot_config_file`).
 
-- Entries come from the config file (see beat_schedule/schedule.py). The file is checked on
+- Entries come from the config file (see beat_schedule/entries.py); their due times come
+  from regbot's own schedule engine, the one the embedded server uses
+  (beat_schedule/cron_schedule.py). The file is checked on
   every tick (a stat; its content hash when the stat changed) and re-read on SIGHUP
   (`request_reload()`): scripts added, removed or rescheduled take effect without a
   restart. A file that fails to load is logged and the running schedule kept.
@@ -24,27 +26,22 @@ the config path in $REGBOT_CONFIG (or `app.conf.regbot_config_file`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery.beat import ScheduleEntry, Scheduler, SchedulingError
 from celery.schedules import schedstate
-from celery.schedules import schedule as interval_schedule
 
-from beat_schedule.schedule import (
-    SCRIPT_QUEUE,
-    SCRIPT_TASK,
-    NowFun,
-    build_entries,
-    next_due,
-)
+from beat_schedule.config_watcher import ConfigWatcher
+from beat_schedule.cron_schedule import CronSchedule
+from beat_schedule.entries import SCRIPT_QUEUE, SCRIPT_TASK, NowFun, build_entries
 from regbot.config import Config, load_config
 from regbot.errors import ConfigError, LimitError
 from regbot.limits import DEFAULT_PREFIX, Limits, describe_store, store_from_url
@@ -59,59 +56,6 @@ DEFAULT_MAX_INTERVAL = 2.0  # longest sleep between ticks: bounds reload and sta
 MIN_EXPIRY = 60.0  # a run's message lives at least this long (clock skew between hosts)
 LAST_RUN_TTL = 7 * 24 * 3600  # shared last-run records of scripts no longer configured go
 LEADER_LOCK = "beat:leader"  # under the store's lock keys; script locks use other names
-
-
-class ConfigWatcher:
-    """Tells when a config file's content changed: a stat on each check, and a hash of the
-    content only when the stat moved (or when forced, as after SIGHUP)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._stat: tuple[int, int, int] | None = None
-        self._digest: str | None = None
-        self._unreadable = False
-
-    def read(self) -> str:
-        """The current content (and remember it as seen). Raises ConfigError."""
-        try:
-            stat = os.stat(self.path)
-            with open(self.path, "rb") as handle:
-                data = handle.read()
-        except OSError as err:
-            raise ConfigError(f"{self.path}: cannot read config: {err.strerror or err}") from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ConfigError(f"{self.path}: cannot read config: not UTF-8 text (byte {err.start})") from None
-        self._stat = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        self._digest = hashlib.sha256(data).hexdigest()
-        return text
-
-    def changed(self, force: bool = False) -> str | None:
-        """The new content when it differs from what was last read (or `force`), else None.
-        A file that vanished for a moment (an editor or a ConfigMap swapping it) is not a
-        change: the last content stays in force."""
-        try:
-            stat = os.stat(self.path)
-        except OSError as err:
-            if not self._unreadable:
-                log_fields(log, logging.WARNING, "Config file unreadable, keeping the schedule",
-                           file=self.path, error=err.strerror or str(err))
-            self._unreadable = True
-            return None
-        self._unreadable = False
-        if not force and (stat.st_mtime_ns, stat.st_size, stat.st_ino) == self._stat:
-            return None
-        before = self._digest
-        try:
-            text = self.read()
-        except ConfigError as err:
-            log_fields(log, logging.WARNING, "Config file unreadable, keeping the schedule",
-                       error=str(err))
-            return None
-        if not force and self._digest == before:
-            return None  # touched, same content
-        return text
 
 
 class RegbotScheduler(Scheduler):
@@ -155,6 +99,7 @@ class RegbotScheduler(Scheduler):
         self._prefix = prefix or conf.get("regbot_prefix") or DEFAULT_PREFIX
         self.dry_run = bool(dry_run if dry_run is not None else conf.get("regbot_dry_run"))
         self._nowfun = nowfun
+        self._due_times_moved = False  # see schedules_equal
         self._reload_requested = threading.Event()
         self._definitions: dict[str, str] = {}  # script -> schedule text it was built from
         self._reserved_due: dict[str, datetime] = {}
@@ -267,8 +212,17 @@ class RegbotScheduler(Scheduler):
         log_fields(log, logging.INFO, "Holding the beat lock: scheduling",
                    scripts=len(self.data))
         self._adopt_last_runs(self.data.values())
-        self._heap = None  # due times may have moved
+        self._due_times_moved = True
         return True
+
+    def schedules_equal(self, old_schedules: Any, new_schedules: Any) -> bool:
+        """Celery's comparison, telling its tick to re-order the entries by due time when
+        they changed; also when only their last runs moved (a takeover adopted the
+        cluster's, a reload restarted some), which entry equality does not look at."""
+        if self._due_times_moved:
+            self._due_times_moved = False
+            return False
+        return super().schedules_equal(old_schedules, new_schedules)
 
     # --- runs --------------------------------------------------------------------------
 
@@ -281,7 +235,7 @@ class RegbotScheduler(Scheduler):
             return state
         now = self._now()
         after = self._last_run_after(entry, self._due_time(entry), now)
-        wait = (next_due(entry.schedule, after) - now).total_seconds()
+        wait = (_schedule_of(entry).due_after(after) - now).total_seconds()
         return schedstate(True, max(wait, 0.0))
 
     def reserve(self, entry: ScheduleEntry) -> ScheduleEntry:
@@ -289,7 +243,12 @@ class RegbotScheduler(Scheduler):
         now = self._now()
         due = self._due_time(entry)
         self._reserved_due[entry.name] = due
-        new_entry = entry._next_instance(last_run_at=self._last_run_after(entry, due, now))
+        new_entry = self.Entry(
+            name=entry.name, task=entry.task, schedule=entry.schedule, args=entry.args,
+            kwargs=entry.kwargs, options=entry.options, app=self.app,
+            last_run_at=self._last_run_after(entry, due, now),
+            total_run_count=entry.total_run_count + 1,
+        )
         self.schedule[entry.name] = new_entry
         return new_entry
 
@@ -337,10 +296,10 @@ class RegbotScheduler(Scheduler):
         return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
 
     def _due_time(self, entry: ScheduleEntry) -> datetime:
-        return next_due(entry.schedule, entry.last_run_at)
+        return _schedule_of(entry).due_after(entry.last_run_at)
 
     def _period_after(self, entry: ScheduleEntry, due: datetime) -> timedelta:
-        return next_due(entry.schedule, due) - due
+        return _schedule_of(entry).due_after(due) - due
 
     def _claim_ttl(self, entry: ScheduleEntry) -> float:
         # Long enough that a beat which stalled past the lock ttl still finds the claim.
@@ -354,13 +313,11 @@ class RegbotScheduler(Scheduler):
         stalled over several periods skips the missed ones instead of replaying them. Cron
         entries count from now: the next matching minute after this one.
         """
-        sched = entry.schedule
-        if isinstance(sched, interval_schedule):
-            period = sched.run_every.total_seconds()
-            if period > 0:
-                missed = math.floor((now - due).total_seconds() / period)
-                if missed > 0:
-                    return due + timedelta(seconds=missed * period)
+        period = _schedule_of(entry).period
+        if period is not None:
+            missed = math.floor((now - due) / period)
+            if missed > 0:
+                return due + missed * period
             return due
         return max(due, now)
 
@@ -378,7 +335,7 @@ class RegbotScheduler(Scheduler):
             log_fields(log, logging.WARNING, "Cannot record the last run", script=name,
                        error=" ".join(str(exc).split()))
 
-    def _adopt_last_runs(self, entries: Any) -> None:
+    def _adopt_last_runs(self, entries: Iterable[ScheduleEntry]) -> None:
         """On becoming leader (and for entries added meanwhile): continue from the cluster's
         last run of each entry; a run missed longer ago than the grace is not caught up
         (as after a long stop of every beat: start afresh)."""
@@ -386,7 +343,7 @@ class RegbotScheduler(Scheduler):
         grace = timedelta(seconds=2 * self.lock_ttl)
         for entry in entries:
             last = self._shared_last_run(entry) or entry.last_run_at
-            if next_due(entry.schedule, last) < now - grace:
+            if _schedule_of(entry).due_after(last) < now - grace:
                 last = now.replace(microsecond=0)
             entry.last_run_at = last
 
@@ -464,7 +421,7 @@ class RegbotScheduler(Scheduler):
         self.data = entries
         if fresh and self._is_leader:
             self._adopt_last_runs(fresh)
-        self._heap = None
+        self._due_times_moved = True
 
 
 def _store_url_from(conf: Any) -> str | None:
@@ -477,6 +434,15 @@ def _store_url_from(conf: Any) -> str | None:
         if is_redis(url):
             return url
     return None
+
+
+def _schedule_of(entry: ScheduleEntry) -> CronSchedule:
+    """The entry's schedule: always a CronSchedule, as build_entries makes every entry."""
+    sched = entry.schedule
+    if not isinstance(sched, CronSchedule):
+        raise TypeError(f"beat entry {entry.name!r} has a {type(sched).__name__} schedule, "
+                        "not regbot's CronSchedule")
+    return sched
 
 
 def _stamp(due: datetime) -> int:

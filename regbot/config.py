@@ -40,12 +40,12 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from regbot import __version__
+from regbot.cron import Schedule, ScheduleError, every_schedule, parse_schedule
 from regbot.durations import SECOND, DurationError, parse_duration, parse_duration_ns
 from regbot.errors import ConfigError
 from regbot.gotemplate import expand
 from regbot.gotemplate_funcs import go_float, go_quote
 from regbot.hosts import TLS_DISABLED, TLS_ENABLED, TLS_VALUES, Host
-from regbot.schedule import Schedule, ScheduleError, every_schedule, parse_schedule
 from regbot.types.ref import DOCKER_HUB, DOCKER_HUB_HOST
 
 log = logging.getLogger("regbot.config")

@@ -7,16 +7,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from regbot.config import ScriptConfig
 from regbot.copy.progress import ProgressListener
+from regbot.cron import Schedule
 from regbot.engine import Engine
 from regbot.logs import get_logger, log_fields
 from regbot.runner import RunOptions, ScriptResult, run_script_locked
-from regbot.schedule import Schedule, every_schedule, parse_schedule
 
 log = get_logger("regbot.embedded")
 
@@ -44,13 +44,39 @@ def run_once(
         return [f.result() for f in futures]
 
 
-def script_schedule(script: ScriptConfig) -> Schedule | None:
-    """The script's cron schedule, or its interval as `@every`; None when it has neither."""
-    if script.schedule:
-        return parse_schedule(script.schedule)
-    if script.interval:
-        return every_schedule(script.interval)
-    return None
+class DueRuns:
+    """When each scheduled script of the server runs next.
+
+    Run times come from `Schedule.next_run_after`, the same engine the beat's schedules
+    use (beat_schedule/), so `server` on one node and a cluster's beat run a script at the
+    same times. A script without schedule or interval is logged as an error and left out.
+    """
+
+    def __init__(self, scripts: Iterable[ScriptConfig], now: datetime) -> None:
+        self._next: dict[str, tuple[ScriptConfig, Schedule, datetime]] = {}
+        for script in scripts:
+            schedule = script.effective_schedule()
+            if schedule is None:
+                log_fields(log, logging.ERROR, "No schedule or interval found, ignoring",
+                           script=script.name)
+                continue
+            log_fields(log, logging.DEBUG, "Scheduled script", script=script.name,
+                       schedule=schedule.text)
+            self._next[script.name] = (script, schedule, schedule.next_run_after(now))
+
+    def pop_due(self, now: datetime) -> list[ScriptConfig]:
+        """The scripts due at `now`, each moved on to its first run after `now` (runs missed
+        meanwhile are not caught up, as robfig's cron does not)."""
+        due = []
+        for name, (script, schedule, when) in list(self._next.items()):
+            if when <= now:
+                due.append(script)
+                self._next[name] = (script, schedule, schedule.next_run_after(now))
+        return due
+
+    def next_due(self) -> datetime | None:
+        """The earliest next run, None when no script is scheduled."""
+        return min((when for _, _, when in self._next.values()), default=None)
 
 
 class EmbeddedScheduler:
@@ -68,27 +94,13 @@ class EmbeddedScheduler:
         self._pool = ThreadPoolExecutor(max_workers=self.config.defaults.parallel,
                                         thread_name_prefix="script")
 
-    def _due_table(self, now: datetime) -> dict[str, tuple[ScriptConfig, Schedule, datetime]]:
-        table = {}
-        for script in self.config.scripts:
-            schedule = script_schedule(script)
-            if schedule is None:
-                log_fields(log, logging.ERROR, "No schedule or interval found, ignoring", script=script.name)
-                continue
-            log_fields(log, logging.DEBUG, "Scheduled script", script=script.name, schedule=schedule.text)
-            table[script.name] = (script, schedule, schedule.next_after(now))
-        return table
-
     def run(self) -> list[ScriptResult]:
         """Blocks until `stop()`; then cancels running scripts and returns all results."""
-        due = self._due_table(datetime.now(UTC))
+        due = DueRuns(self.config.scripts, datetime.now(UTC))
         while not self.stop_event.is_set():
-            now = datetime.now(UTC)
-            for name, (script, schedule, when) in list(due.items()):
-                if when <= now:
-                    self._start(script)
-                    due[name] = (script, schedule, schedule.next_after(now))
-            next_when = min((when for _, _, when in due.values()), default=None)
+            for script in due.pop_due(datetime.now(UTC)):
+                self._start(script)
+            next_when = due.next_due()
             wait = 1.0 if next_when is None else (next_when - datetime.now(UTC)).total_seconds()
             self.stop_event.wait(min(max(wait, 0.01), 1.0))
         # As the Go regbot cancels its context: running scripts stop at their next Lua

@@ -309,7 +309,7 @@ def test_new_leader_ignores_stale_state_after_a_long_stop(make_beat, tmp_path):
 def test_or_rule_schedule_fires_each_matching_day_once(redis_server, tmp_path, names):
     """Day of month OR day of week, driven through tick(): a date matching both fires once;
     every run is where regbot's own (robfig-compatible) schedule puts it."""
-    from regbot.schedule import parse_schedule
+    from regbot.cron import parse_schedule
 
     clock = FakeClock(datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0))
     both = clock.now() + timedelta(days=3)  # this date matches the day of month and weekday

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from regbot.schedule import Schedule, ScheduleError, every_schedule, parse_schedule
+from regbot.cron import Schedule, ScheduleError, every_schedule, parse_schedule
 
 START = datetime(2024, 1, 1, 0, 0, 0)  # a Monday
 

@@ -17,15 +17,23 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tzlocal
 
 from regbot.durations import SECOND, DurationError, format_duration_ns, parse_duration_ns
 
 
 class ScheduleError(ValueError):
     """A schedule the Go regbot would refuse; the message names the text."""
+
+
+def local_zone() -> tzinfo:
+    """The zone robfig's cron reads a schedule without `TZ=` in: the host's local time
+    (Go's time.Local; $TZ, else /etc/localtime). A ZoneInfo, so DST changes are known."""
+    return tzlocal.get_localzone()
 
 
 @dataclass(frozen=True)
@@ -207,11 +215,33 @@ class Schedule:
             return [{**fields, "day_of_week": "*"}, {**fields, "day_of_month": "*"}]
         return [fields]
 
+    @property
+    def zone(self) -> tzinfo:
+        """The zone the fields are read in: the `TZ=` zone, else the host's local zone."""
+        return ZoneInfo(self.timezone) if self.timezone else local_zone()
+
+    def next_run_after(self, instant: datetime) -> datetime:
+        """The first run strictly after the aware `instant`, where robfig's cron on this host
+        puts it: the fields read in `zone` (so a schedule without `TZ=` follows the host's
+        local time, DST included), `@every` counted in elapsed time. In instant's zone.
+
+        The one question both the embedded server and the beat ask, so the two modes agree
+        on every run time (DST gaps and repeats, the day-of-month/day-of-week rule)."""
+        if instant.tzinfo is None:
+            raise ValueError("next_run_after needs an aware datetime")
+        return self.next_after(instant.astimezone(self.zone)).astimezone(instant.tzinfo)
+
     def next_after(self, t: datetime) -> datetime:
         """The first run strictly after t, in t's time zone (naive t: naive local time)."""
         if self.every is not None:
             # robfig: t + delay, rounded down to the second.
-            return t.replace(microsecond=0) + timedelta(seconds=self.every)
+            start = t.replace(microsecond=0)
+            period = timedelta(seconds=self.every)
+            if t.tzinfo is None:
+                return start + period
+            # Aware arithmetic in a zone adds wall-clock time: go through UTC so a DST change
+            # in t's zone neither stretches nor shrinks the period.
+            return (start.astimezone(UTC) + period).astimezone(t.tzinfo)
         assert self.expression is not None
         if self.timezone is None:
             from croniter import croniter  # only schedules given as cron need it

@@ -1,4 +1,4 @@
-"""beat_schedule.schedule: regbot.yml scripts as Celery beat entries (no services needed)."""
+"""beat_schedule.entries and CronSchedule: regbot.yml scripts as Celery beat entries (no services needed)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from celery import Celery
-from celery.schedules import crontab, schedule
 
-from beat_schedule.schedule import (
-    SCRIPT_QUEUE,
-    SCRIPT_TASK,
-    AnyCrontab,
-    ZonedCrontab,
-    beat_schedule,
-    build_entries,
-    celery_schedule,
-    local_zone,
-    next_due,
-)
+from beat_schedule.cron_schedule import CronSchedule
+from beat_schedule.entries import SCRIPT_QUEUE, SCRIPT_TASK, beat_schedule, build_entries
 from regbot.config import parse_config
-from regbot.schedule import parse_schedule
+from regbot.cron import local_zone, parse_schedule
 from tests.support.beat import Captured
 
 APP = Celery("beat-schedule-tests", set_as_current=False)
@@ -78,66 +68,69 @@ def test_entries_are_named_after_scripts_and_carry_only_the_name(entries):
     assert "alice" not in repr(entries)
 
 
-def test_interval_is_a_fixed_schedule_from_start(entries):
+def _cron(text: str) -> CronSchedule:
+    return CronSchedule(parse_schedule(text), app=APP)
+
+
+def test_every_entry_runs_on_regbots_own_schedule_engine(entries):
+    for name, entry in entries.items():
+        sched = entry["schedule"]
+        assert type(sched) is CronSchedule, name
+        assert sched.cron.text == entry["regbot_schedule"]
+
+
+def test_interval_is_a_fixed_period_from_start(entries):
     sched = entries["hourly by interval"]["schedule"]
-    assert type(sched) is schedule
-    assert sched.run_every == timedelta(hours=1)
+    assert sched.period == timedelta(hours=1)
     started = datetime(2024, 5, 1, 12, 0, 7, tzinfo=UTC)
     # robfig @every: the first run one interval after start
-    assert next_due(sched, started) == started + timedelta(hours=1)
+    assert sched.due_after(started) == started + timedelta(hours=1)
     assert entries["hourly by interval"]["regbot_schedule"] == "@every 1h0m0s"
 
 
 def test_every_descriptor_is_an_interval(entries):
-    sched = entries["every 90s"]["schedule"]
-    assert type(sched) is schedule and sched.run_every == timedelta(seconds=90)
+    assert entries["every 90s"]["schedule"].period == timedelta(seconds=90)
     # robfig rounds @every to whole seconds, at least one
-    assert celery_schedule(parse_schedule("@every 1500ms")).run_every == timedelta(seconds=1)
-    assert celery_schedule(parse_schedule("@every 10ms")).run_every == timedelta(seconds=1)
+    assert _cron("@every 1500ms").period == timedelta(seconds=1)
+    assert _cron("@every 10ms").period == timedelta(seconds=1)
 
 
-def test_cron_fields_become_a_crontab_in_local_time(entries):
+def test_cron_fields_run_in_the_hosts_local_zone(entries):
     sched = entries["every five minutes"]["schedule"]
-    assert isinstance(sched, ZonedCrontab)
-    assert sched.minute == set(range(0, 60, 5))
-    assert sched.hour == set(range(24)) and sched.day_of_week == set(range(7))
-    assert sched.tz is local_zone()
+    assert sched.period is None
+    assert sched.cron.zone == local_zone()
+    last = datetime(2024, 5, 1, 12, 3, 59, tzinfo=UTC)
+    assert sched.due_after(last) == sched.cron.next_run_after(last)
+    assert sched.due_after(last).astimezone(local_zone()).minute % 5 == 0
 
 
-def test_descriptors_become_crontabs(entries):
-    nightly = entries["nightly"]["schedule"]
-    assert isinstance(nightly, crontab)
-    assert (nightly.minute, nightly.hour) == ({0}, {0})
-    weekly = celery_schedule(parse_schedule("@weekly"))
-    assert weekly.day_of_week == {0} and weekly.hour == {0} and weekly.minute == {0}
-    hourly = celery_schedule(parse_schedule("@hourly"))
-    assert hourly.minute == {0} and hourly.hour == set(range(24))
-    yearly = celery_schedule(parse_schedule("@yearly"))
-    assert yearly.month_of_year == {1} and yearly.day_of_month == {1}
+def test_descriptors_run_when_their_fields_say():
+    monday_noon = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    assert _cron("CRON_TZ=UTC @daily").due_after(monday_noon) == datetime(2024, 1, 2, tzinfo=UTC)
+    assert _cron("CRON_TZ=UTC @weekly").due_after(monday_noon) == datetime(2024, 1, 7, tzinfo=UTC)
+    assert _cron("CRON_TZ=UTC @hourly").due_after(monday_noon) == datetime(2024, 1, 1, 13, tzinfo=UTC)
+    assert _cron("CRON_TZ=UTC @yearly").due_after(monday_noon) == datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def test_timezone_prefix_sets_the_crontab_zone(entries):
+def test_timezone_prefix_sets_the_zone(entries):
     sched = entries["tokyo morning"]["schedule"]
-    assert sched.tz == ZoneInfo("Asia/Tokyo")
+    assert sched.cron.zone == ZoneInfo("Asia/Tokyo")
     friday_night_utc = datetime(2024, 5, 3, 23, 30, tzinfo=UTC)  # Sat 08:30 in Tokyo
     # next weekday 09:00 Tokyo is Monday 6 May 09:00 JST = 00:00 UTC
-    assert next_due(sched, friday_night_utc) == datetime(2024, 5, 6, 0, 0, tzinfo=UTC)
+    assert sched.due_after(friday_night_utc) == datetime(2024, 5, 6, 0, 0, tzinfo=UTC)
 
 
-def test_day_of_month_or_day_of_week_is_one_entry_of_two_crontabs(entries):
-    sched = entries["first or monday"]["schedule"]
-    assert isinstance(sched, AnyCrontab)
-    parts = sched.crontabs
-    assert len(parts) == 2
-    assert {frozenset(p.day_of_month) for p in parts} == {frozenset({1}), frozenset(range(1, 32))}
-    assert {frozenset(p.day_of_week) for p in parts} == {frozenset(range(7)), frozenset({1})}
+def test_naive_last_run_is_taken_as_utc():
+    """An old persisted schedule may hold naive times: Celery's convention, UTC."""
+    sched = _cron("CRON_TZ=UTC 0 * * * *")
+    assert sched.due_after(datetime(2024, 1, 1, 5, 30)) == datetime(2024, 1, 1, 6, tzinfo=UTC)
 
 
 def _run_times(sched, start: datetime, count: int) -> list[datetime]:
     """The run times Celery's beat would use: last_run_at = each run in turn."""
     times, last = [], start
     for _ in range(count):
-        last = next_due(sched, last)
+        last = sched.due_after(last)
         times.append(last)
     return times
 
@@ -154,21 +147,20 @@ def test_run_times_match_robfig_semantics(text):
     """Over many runs the Celery schedule fires exactly when regbot's own (robfig-compatible,
     croniter-based) Schedule does: same times, none twice."""
     parsed = parse_schedule(text)
-    sched = celery_schedule(parsed, app=APP)
+    sched = CronSchedule(parsed, app=APP)
     start = datetime(2024, 1, 1, 0, 0, 30, tzinfo=UTC)  # 2024-01-01 is a Monday
     ours = _run_times(sched, start, 60)
     expected, last = [], start
     for _ in range(60):
-        last = parsed.next_after(last)
+        last = parsed.next_run_after(last)
         expected.append(last)
     assert [t.astimezone(UTC) for t in ours] == [t.astimezone(UTC) for t in expected]
     assert len(set(ours)) == len(ours)
 
 
 def test_or_rule_day_matching_both_fires_once():
-    """Monday 1 January 2024 matches both crontabs: one run that minute, not two."""
-    sched = celery_schedule(parse_schedule("CRON_TZ=UTC 30 6 1 * mon"), app=APP)
-    assert isinstance(sched, AnyCrontab)
+    """Monday 1 January 2024 matches both day fields: one run that minute, not two."""
+    sched = _cron("CRON_TZ=UTC 30 6 1 * mon")
     runs = _run_times(sched, datetime(2023, 12, 31, 12, 0, tzinfo=UTC), 6)
     assert runs == [
         datetime(2024, 1, 1, 6, 30, tzinfo=UTC),   # the 1st and a Monday: once
@@ -209,8 +201,8 @@ scripts:
     script: log("b")
 """)
     entries = build_entries(config, app=APP)
-    assert entries["a"]["schedule"].run_every == timedelta(minutes=15)
-    assert isinstance(entries["b"]["schedule"], crontab)
+    assert entries["a"]["schedule"].period == timedelta(minutes=15)
+    assert entries["b"]["schedule"].period is None
 
 
 def test_plain_beat_schedule_for_stock_celery_beat():
