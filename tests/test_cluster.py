@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import os
 import re
 import signal
@@ -25,8 +24,9 @@ import redis
 
 from regbot.limits import Limits
 from tests.support import images, quickstart
-from tests.support.celery_cluster import NodeSet, find_rabbitmq, purge_queues
+from tests.support.celery_cluster import NodeSet, find_rabbitmq, purge_queues, transfer_in_progress
 from tests.support.fronts import FaultFront, TokenAuthFront
+from tests.support.processes import child_pids
 from tests.support.redis_server import flushed_db
 from tests.support.registry import start_registry
 
@@ -432,12 +432,8 @@ def test_a_node_killed_mid_transfer_loses_nothing(tmp_path, registry, registry2,
         nodes.wait_ready()
 
         run = nodes.once_async()
-        store = redis.Redis.from_url(redis_db)
-        try:
-            # early in a layer, so the kill surely lands mid-transfer
-            task_id, victim = wait_for_transfer_in_progress(store, run, below=2_500_000)
-        finally:
-            store.close()
+        # early in a layer, so the kill surely lands mid-transfer
+        task_id, victim = transfer_in_progress(nodes, run, below=2_500_000)
         movers[victim].kill()
         survivor = movers["mover2" if victim == "mover1" else "mover1"]
 
@@ -453,37 +449,9 @@ def test_a_node_killed_mid_transfer_loses_nothing(tmp_path, registry, registry2,
         front.stop()
 
 
-def wait_for_transfer_in_progress(store: redis.Redis, run, below: int, timeout: float = 60):
-    """(task id, node name) of a transfer that has sent some bytes, fewer than `below`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert run.poll() is None, run.communicate()
-        for key in store.scan_iter("celery-task-meta-*"):
-            raw = store.get(key)
-            meta = json.loads(raw) if raw else {}
-            result = meta.get("result") or {}
-            if meta.get("status") == "PROGRESS" and 0 < result.get("bytes_done", 0) < below:
-                node = result["hostname"].split("@", 1)[1]
-                return key.decode().removeprefix("celery-task-meta-"), node
-        time.sleep(0.05)
-    raise AssertionError("no transfer was seen in progress")
 
 
 # --- the node process ------------------------------------------------------------------------
-
-
-def child_pids(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry))
-    return out
 
 
 def group_alive(pgid: int) -> bool:

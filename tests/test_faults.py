@@ -10,7 +10,6 @@ not only exit codes.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -19,12 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests.support import images
-from tests.support.celery_cluster import NodeSet, WorkerNode
+from tests.support.celery_cluster import NodeSet, WorkerNode, transfer_in_progress
 from tests.support.fronts import FaultFront
-from tests.support.processes import REPO_ROOT, regbot_env, spawn, stop_process
+from tests.support.processes import REPO_ROOT, child_pids, regbot_env, spawn, stop_process
 from tests.support.redis_server import REDIS_BINARY, start_redis
 
 pytestmark = [pytest.mark.timeout(240),
@@ -81,20 +79,6 @@ def expect_complete(host: str, repo: str, tag: str, image: images.Image) -> None
         assert images.sha256(images.get_blob(host, repo, digest)) == images.sha256(data), digest
 
 
-def child_pids(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry))
-    return out
-
-
 def celery_pid(node: WorkerNode, queue: str) -> int:
     """The pid of the node's Celery worker process serving `queue`."""
     for pid in child_pids(node.proc.pid):
@@ -113,23 +97,6 @@ def wait_until(what: str, check, timeout: float, nodes: NodeSet | None = None) -
         assert time.monotonic() < deadline, f"not within {timeout}s: {what}\n" + (
             nodes.logs() if nodes else "")
         time.sleep(0.1)
-
-
-def transfer_in_progress(store: redis.Redis, run, below: int, timeout: float = 60
-                         ) -> tuple[str, str]:
-    """(task id, node name) of a transfer that has sent some bytes, fewer than `below`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert run.poll() is None, run.communicate()
-        for key in store.scan_iter("celery-task-meta-*"):
-            raw = store.get(key)
-            meta = json.loads(raw) if raw else {}
-            result = meta.get("result") or {}
-            if meta.get("status") == "PROGRESS" and 0 < result.get("bytes_done", 0) < below:
-                node = result["hostname"].split("@", 1)[1]
-                return key.decode().removeprefix("celery-task-meta-"), node
-        time.sleep(0.05)
-    raise AssertionError("no transfer was seen in progress")
 
 
 def ready_count(node: WorkerNode, queue: str) -> int:
@@ -174,11 +141,7 @@ def test_a_killed_celery_process_is_restarted_and_the_node_serves_on(
         write_config(config, front.host, registry2.host, repo, ["v2"], transferMin=100_000)
         run = nodes.once_async()
         try:
-            store = redis.Redis.from_url(nodes.redis_url)
-            try:
-                transfer_in_progress(store, run, below=2 * MIB)
-            finally:
-                store.close()
+            transfer_in_progress(nodes, run)
             node.proc.send_signal(signal.SIGTERM)
             node.proc.wait(timeout=40)  # the transfer alone would take 8 s more
             assert "Warm shutdown overran its grace period, stopping cold" in node.log_text()
@@ -207,11 +170,7 @@ def test_redis_restarted_mid_transfer(tmp_path, registry, registry2, repo, clust
         nodes.wait_ready()
 
         run = nodes.once_async()
-        store = own_redis.client()
-        try:
-            transfer_in_progress(store, run, below=2 * MIB)
-        finally:
-            store.close()
+        transfer_in_progress(nodes, run)
         own_redis.halt(keep_data=keep_data)
         time.sleep(3)
         own_redis.resume()
@@ -251,11 +210,7 @@ def test_once_gives_up_in_one_line_after_its_outage_limit(tmp_path, registry, re
         nodes.wait_ready()
 
         run = nodes.once_async()
-        store = own_redis.client()
-        try:
-            transfer_in_progress(store, run, below=2 * MIB)
-        finally:
-            store.close()
+        transfer_in_progress(nodes, run)
         own_redis.halt(keep_data=True)
         try:
             out, err = run.communicate(timeout=60)
@@ -298,11 +253,7 @@ def test_a_node_killed_mid_blob_is_redone_within_its_lease(tmp_path, registry, r
 
         started = time.monotonic()
         run = nodes.once_async()
-        store = own_redis.client()
-        try:
-            task_id, victim = transfer_in_progress(store, run, below=2 * MIB)
-        finally:
-            store.close()
+        task_id, victim = transfer_in_progress(nodes, run)
         movers[victim].kill()
         survivor = movers["mover2" if victim == "mover1" else "mover1"]
 
@@ -334,11 +285,7 @@ def test_a_script_whose_node_died_is_reported_and_the_next_run_goes_ahead(
         nodes.wait_ready()
 
         run = nodes.once_async()
-        store = own_redis.client()
-        try:
-            transfer_in_progress(store, run, below=2 * MIB)
-        finally:
-            store.close()
+        transfer_in_progress(nodes, run)
         boss.kill()
         out, err = run.communicate(timeout=90)
         assert run.returncode == 1, out + err

@@ -19,6 +19,7 @@ a private `rabbitmq-server` started on free ports when the binary is installed, 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import redis
 
 from tests.support.processes import REPO_ROOT, free_port
 
@@ -268,3 +271,25 @@ def purge_queues(broker_url: str, redis_url: str) -> None:
         app.control.purge()  # declares the task queues first, then empties them
     finally:
         app.close()
+
+
+def transfer_in_progress(nodes: NodeSet, run, below: int = 2 * 1024 * 1024, timeout: float = 60
+                         ) -> tuple[str, str]:
+    """(task id, node name) of a transfer that has sent some bytes, fewer than `below`,
+    as the cluster's result backend shows it."""
+    store = redis.Redis.from_url(nodes.redis_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert run.poll() is None, run.communicate()
+            for key in store.scan_iter("celery-task-meta-*"):
+                raw = store.get(key)
+                meta = json.loads(raw) if raw else {}
+                result = meta.get("result") or {}
+                if meta.get("status") == "PROGRESS" and 0 < result.get("bytes_done", 0) < below:
+                    node = result["hostname"].split("@", 1)[1]
+                    return key.decode().removeprefix("celery-task-meta-"), node
+            time.sleep(0.05)
+    finally:
+        store.close()
+    raise AssertionError("no transfer was seen in progress")

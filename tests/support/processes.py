@@ -56,3 +56,18 @@ def regbot_env(**extra: str) -> dict[str, str]:
     for name in ("REGBOT_BROKER_URL", "REGBOT_RESULT_BACKEND", "REGBOT_REDIS_URL"):
         env.pop(name, None)
     return {**env, **extra}
+
+
+def child_pids(pid: int) -> list[int]:
+    """The pids of `pid`'s children (from /proc): a node's Celery worker processes."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return out
