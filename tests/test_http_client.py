@@ -220,3 +220,33 @@ def test_connections_are_reused_after_bodiless_and_read_answers(servers):
     http.send(Request("GET", srv.host, "lib/app", "full", ref="x")).close()  # left unread
     http.send(Request("HEAD", srv.host, "lib/app", "manifests/v1", ref="x")).close()
     assert len(set(ports)) == 2
+
+
+@pytest.fixture
+def proxy_env(monkeypatch):
+    """Proxy variables for one test; the per-host proxy choice is read afresh."""
+    from regbot.http import client as http_client
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+                 "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    http_client._proxy_for.cache_clear()
+    yield monkeypatch
+    http_client._proxy_for.cache_clear()
+
+
+def test_requests_go_through_the_proxy_the_environment_names(servers, proxy_env):
+    """HTTP_PROXY carries requests to a registry (absolute-form request target); a host in
+    NO_PROXY is reached directly."""
+    proxy = servers(lambda h: (200, {"Docker-Content-Digest": "sha256:" + "e" * 64}, b""))
+    direct = servers(lambda h: (200, {}, b""))
+    proxy_env.setenv("HTTP_PROXY", f"http://{proxy.host}")
+    proxy_env.setenv("NO_PROXY", "direct.invalid," + direct.host.split(":")[0])
+    http = client([plain("registry.invalid:5000"), plain(direct.host)])
+    resp = http.send(Request("HEAD", "registry.invalid:5000", "lib/app", "manifests/v1", ref="x"))
+    resp.close()
+    assert resp.status == 200
+    assert [r["path"] for r in proxy.seen] == ["http://registry.invalid:5000/v2/lib/app/manifests/v1"]
+    http.send(Request("HEAD", direct.host, "lib/app", "manifests/v1", ref="x")).close()
+    assert [r["path"] for r in direct.seen] == ["/v2/lib/app/manifests/v1"]
+    assert len(proxy.seen) == 1
