@@ -252,12 +252,22 @@ class RegbotScheduler(Scheduler):
         self.schedule[entry.name] = new_entry
         return new_entry
 
+    # True while sends fail (Redis or the broker away): an outage is one line, not one per
+    # due run, and its end is another.
+    _sends_failing = False
+
     def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
         try:
             self.apply_async(entry, producer=producer, advance=False)
         except Exception as exc:  # one failed send must not stop the beat
-            log_fields(log, logging.ERROR, "Could not send a scheduled run", script=entry.name,
+            level = logging.DEBUG if self._sends_failing else logging.ERROR
+            self._sends_failing = True
+            log_fields(log, level, "Could not send a scheduled run", script=entry.name,
                        error=" ".join(str(exc).split()))
+            return
+        if self._sends_failing:
+            self._sends_failing = False
+            log_fields(log, logging.INFO, "Sending scheduled runs again", script=entry.name)
 
     def apply_async(
         self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any

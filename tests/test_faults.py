@@ -341,3 +341,39 @@ def test_server_rides_out_redis_restarted_empty(tmp_path, own_redis):
     sent = re.findall(r'msg="Sent scheduled run" script=tick due=(\S+)', log)
     twice = {due for due in sent if sent.count(due) > 1}
     assert not twice, f"runs sent more than once: {sorted(twice)}"
+
+
+@pytest.mark.parametrize("keep_data", [True, False], ids=["restart", "restart-empty"])
+def test_a_beat_rides_out_a_redis_restart_without_sending_a_run_twice(tmp_path, own_redis,
+                                                                      keep_data):
+    """`regbot beat` alone (no worker: the runs wait in the queue) through a Redis restart:
+    it stays up, logs the outage, and goes on sending each due run once."""
+    config = tmp_path / "regbot.yml"
+    config.write_text('version: 1\nscripts:\n  - name: tick\n    schedule: "@every 1s"\n'
+                      '    script: log("tick")\n')
+    log_path = tmp_path / "beat.log"
+    proc = spawn([sys.executable, "-m", "regbot", "beat", "-c", str(config), "--broker",
+                  own_redis.url], log_path, env=regbot_env(), cwd=REPO_ROOT)
+
+    def sent() -> list[str]:
+        return re.findall(r'msg="Sent scheduled run" script=tick due=(\S+)',
+                          log_path.read_text(errors="replace"))
+
+    try:
+        wait_until("two runs sent before the outage", lambda: len(sent()) >= 2, 60)
+        own_redis.halt(keep_data=keep_data)
+        time.sleep(3)
+        own_redis.resume()
+        after = len(sent())
+        wait_until("three runs sent after the outage", lambda: len(sent()) >= after + 3, 60)
+        assert proc.poll() is None, log_path.read_text()
+    finally:
+        status = stop_process(proc, grace=30)
+    log = log_path.read_text(errors="replace")
+    assert status == 0, log[-3000:]
+    due = sent()
+    assert len(due) == len(set(due)), f"runs sent more than once: {due}"
+    # the outage in one line, its end in another, whatever the number of runs due meanwhile
+    assert log.count('msg="Could not send a scheduled run"') <= 1, log[-3000:]
+    if 'msg="Could not send a scheduled run"' in log:
+        assert log.count('msg="Sending scheduled runs again"') == 1, log[-3000:]
