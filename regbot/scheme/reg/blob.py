@@ -19,7 +19,6 @@ from regbot.types.ref import Reference
 log = logging.getLogger(__name__)
 
 OCTET_STREAM = "application/octet-stream"
-READ_CHUNK = 1024 * 1024  # a read cut short is resumed from the last whole chunk (Range)
 MAX_RESUMES = 5
 CHUNK_MIN_HEADER = "OCI-Chunk-Min-Length"
 CHUNK_LIMIT = 1024 * 1024 * 1024  # a registry's minimum chunk is honoured up to this
