@@ -81,6 +81,7 @@ class Defaults:
     user_agent: str = DEFAULT_USER_AGENT
     copy_window: int = DEFAULT_COPY_WINDOW
     transfer_min: int = DEFAULT_TRANSFER_MIN
+    spread_copies: bool = True  # on a cluster, a small copy is sent whole to a node
     sandbox: str = SANDBOX_FULL
 
 
@@ -449,7 +450,7 @@ def _compose(text: str, doc: _Doc) -> Node | None:
 
 _DEFAULT_KEYS = {
     "interval", "schedule", "parallel", "timeout", "blobLimit", "skipDockerConfig", "userAgent",
-    "copyWindow", "transferMin", "sandbox",
+    "copyWindow", "transferMin", "spreadCopies", "sandbox",
 }  # fmt: skip
 _SCRIPT_KEYS = {"name", "script", "interval", "schedule", "timeout", "copyWindow", "sandbox"}
 _CRED_KEYS = {
@@ -498,6 +499,9 @@ def _defaults(doc: _Doc, node: Node | None) -> Defaults:
     if (n := _node(entries, "transferMin")) is not None:
         with doc.part():
             d.transfer_min = doc.integer(n, "defaults.transferMin", minimum=0)
+    if (n := _node(entries, "spreadCopies")) is not None:
+        with doc.part():
+            d.spread_copies = doc.boolean(n, "defaults.spreadCopies")
     if (n := _node(entries, "sandbox")) is not None:
         with doc.part():
             d.sandbox = _sandbox_mode(doc, n, "defaults.sandbox")

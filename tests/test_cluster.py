@@ -193,9 +193,9 @@ def run_quickstart(qs_world, nodeset_factory, broker_url: str, redis_url: str):
         in proc.stderr
     assert re.search(r'msg="Deleting ci-001 created on 2020-01-01T00:00:00Z" '
                      r'script="delete old builds"', proc.stderr)
-    # small images: every unit ran in the scripts' own processes, none took a round trip
-    # through the transfers queue (defaults.transferMin)
-    assert node1.transfers_done() == node2.transfers_done() == 0, nodes.logs()
+    # small images (no blob of defaults.transferMin): each copy went whole to a node, one
+    # bundle of units per copied image, none a round trip of its own
+    assert node1.transfers_done() + node2.transfers_done() == 9, nodes.logs()
     # mirrored digest for digest; latest and stable kept on the pruned tags' digest
     for repo, tag in (("library/alpine", "3.20"), ("library/debian", "testing-20260501")):
         up = images.head_manifest(world.upstream_host, repo, tag)
@@ -377,6 +377,47 @@ def test_only_large_blobs_go_to_the_transfers_queue(tmp_path, registry, registry
     assert again.returncode == 0, again.stdout + again.stderr
     assert "blobs-copied=0 skipped=5" in again.stdout, again.stdout
     assert node.transfers_done() == 2, nodes.logs()
+
+
+def test_a_mirror_of_small_images_spreads_over_the_nodes(tmp_path, registry, registry2, repo,
+                                                        redis_db, nodeset_factory):
+    tags = [f"t{i}" for i in range(12)]
+    script = (f'for _, t in ipairs(tag.ls("src.test/{repo}")) do\n'
+              f'  image.copy("src.test/{repo}:" .. t, "dst.test/{repo}:" .. t)\nend')
+    creds = [{"registry": "src.test", "hostname": registry.host, "tls": "disabled"},
+             {"registry": "dst.test", "hostname": registry2.host, "tls": "disabled"}]
+    config = write_config(tmp_path / "regbot.yml", creds, {"mirror": script})
+    nodes = nodeset_factory(config, redis_db, redis_db)
+    node1 = nodes.start("node1", transfers=1)
+    node2 = nodes.start("node2", transfers=1)
+    pushed = {}
+    for i, tag in enumerate(tags):
+        pushed[tag] = images.build_image(layers=2, layer_size=2048, seed=600 + i)
+        images.push_image(registry.host, repo, pushed[tag], tag=tag)
+    nodes.wait_ready()
+
+    proc = nodes.once(timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + nodes.logs()
+    assert "images=12 blobs-copied=36 " in proc.stdout, proc.stdout
+    for tag, image in pushed.items():
+        expect_copied(registry2.host, repo, tag, image)
+    # one task per copy, and both nodes took some: the script's own node did not do it all
+    done = (node1.transfers_done(), node2.transfers_done())
+    assert sum(done) == 12 and min(done) >= 1, (done, nodes.logs())
+
+    # the no-op rerun checks each tag where the script runs and sends nothing
+    again = nodes.once(timeout=120)
+    assert again.returncode == 0 and "images=0 blobs-copied=0 " in again.stdout, again.stdout
+    assert (node1.transfers_done(), node2.transfers_done()) == done
+
+    # spreadCopies: false keeps small copies in the script's own process
+    write_config(config, creds, {"mirror": script.replace(f"dst.test/{repo}:",
+                                                          f"dst.test/{repo}-here:")},
+                 spreadCopies="false")
+    here = nodes.once(timeout=120)
+    assert here.returncode == 0 and "images=12 blobs-copied=36 " in here.stdout, here.stdout
+    assert (node1.transfers_done(), node2.transfers_done()) == done
+    expect_copied(registry2.host, f"{repo}-here", "t0", pushed["t0"])
 
 
 def test_once_on_a_terminal_shows_the_rate_limit_the_workers_saw(

@@ -168,6 +168,10 @@ def test_all_default_keys():
           blobLimit: 1073741824
           skipDockerConfig: true
           userAgent: my-bot/1.0
+          copyWindow: 3
+          transferMin: 4096
+          spreadCopies: false
+          sandbox: restricted
         """
     ).defaults
     assert d == Defaults(
@@ -178,6 +182,10 @@ def test_all_default_keys():
         blob_limit=1 << 30,
         skip_docker_config=True,
         user_agent="my-bot/1.0",
+        copy_window=3,
+        transfer_min=4096,
+        spread_copies=False,
+        sandbox="restricted",
     )
 
 

@@ -89,6 +89,10 @@ def message(text: str, source: str = "regbot.yml") -> str:
             'regbot.yml:2:21: defaults.skipDockerConfig: expected true or false, got "yes"',
         ),
         (
+            "defaults:\n  spreadCopies: sometimes\n",
+            'regbot.yml:2:17: defaults.spreadCopies: expected true or false, got "sometimes"',
+        ),
+        (
             "defaults:\n  userAgent: {a: b}\n",
             "regbot.yml:2:14: defaults.userAgent: expected a string, got a mapping",
         ),

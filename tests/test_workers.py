@@ -30,8 +30,13 @@ from regbot.copy import CopyOptions, LocalExecutor, copy_image
 from regbot.copy.cancel import CancelToken
 from regbot.copy.errors import CopyCancelled
 from regbot.copy.executors import ExecContext
-from regbot.copy.progress import AggregatingListener, ProgressEvent, ProgressListener
-from regbot.copy.units import BlobUnit, ManifestUnit, UnitResult
+from regbot.copy.progress import (
+    AggregatingListener,
+    CompositeListener,
+    ProgressEvent,
+    ProgressListener,
+)
+from regbot.copy.units import BlobUnit, ManifestUnit, Unit, UnitResult
 from regbot.engine import Engine
 from regbot.errors import ConfigError, DigestMismatch, LimitTimeout, NotFound, TransportError
 from regbot.limits import Limits
@@ -406,8 +411,6 @@ def test_executor_sends_units_only_when_their_deps_are_done(store, seed):
     units = plan_units()
     recorder = Recorder()
     counter = AggregatingListener()
-    from regbot.copy.progress import CompositeListener
-
     executor = CeleryExecutor(cluster, Limits(store), max_in_flight=3, poll_fallback=0.01)
     results = executor.run(units, ExecContext(None, CompositeListener([counter, recorder])))
     assert cluster.violations == []
@@ -555,6 +558,12 @@ def test_script_task_runs_under_the_lock_and_relays_to_once(eager_app, redis_wor
     assert copy_line["fields"]["source"].endswith(f"{repo}:v1")
     progress = [(e["event"], e["data"]["kind"]) for e in entries if e["t"] == "progress"]
     assert progress.count(("finished", "blob")) == 4 and ("finished", "manifest") in progress
+    # a `once` without a live display asks for the log lines alone
+    quiet = RunStream(worker_ctx.limits(), "run2")
+    eager_app.tasks[SCRIPT_TASK].apply_async(
+        args=("copy",), kwargs={"run_id": "run2", "progress": False}).get()
+    kinds = {e["t"] for _, e in quiet.read("0")}
+    assert "log" in kinds and "progress" not in kinds
     # a second delivery of the same task id does nothing (Ignore)
     task_id = "fixed-id"
     first = eager_app.tasks[SCRIPT_TASK].apply_async(args=("copy",), task_id=task_id).get()
@@ -801,3 +810,57 @@ def test_task_guard_keeps_what_the_successful_delivery_recorded(limits):
     assert dup.value.done == b'{"id": "blob-1", "status": "copied"}'
     assert jobs._recorded(dup.value.done) == {"id": "blob-1", "status": "copied"}
     assert jobs._recorded(b"1") is None  # a script's record is no transfer result
+
+
+def small_copy_units(size: int = 100, src: str = "src.test/r", tgt: str = "dst.test/r") -> list:
+    blob_digest, image_digest = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    blob = BlobUnit("blob-1", f"{src}@{blob_digest}", f"{tgt}@{blob_digest}",
+                    descriptor={"digest": blob_digest, "size": size})
+    image = ManifestUnit("img", f"{src}@{image_digest}", f"{tgt}:v1", deps=["blob-1"],
+                         manifest_digest=image_digest, raw=b"{}")
+    return [blob, image]
+
+
+def test_a_small_copy_between_registries_goes_to_a_node_as_one_bundle(store):
+    executor = CeleryExecutor(FakeCluster(), Limits(store), transfer_min=1000)
+    ctx = ExecContext(SimpleNamespace())  # a client here: units could run here
+    bundle = executor.bundle(small_copy_units(), ctx)
+    assert bundle is not None and executor.sends(bundle, ctx)
+    assert (bundle.src, bundle.tgt, bundle.size) == ("src.test/r", "dst.test/r", 100)
+    assert [u.id for u in bundle.units] == ["blob-1", "img"]
+    # it travels as plain data and comes back the same
+    again = Unit.from_dict(json.loads(json.dumps(bundle.to_dict())))
+    assert again == bundle
+    # a large blob goes on its own (the small units run here); so does everything with
+    # spreadCopies off; a copy of manifests only, or into an OCI layout, stays here
+    assert executor.bundle(small_copy_units(size=5000), ctx) is None
+    assert executor.bundle(small_copy_units()[1:], ctx) is None
+    layout = small_copy_units(size=5000, tgt="ocidir://out")
+    assert executor.bundle(layout, ctx) is None and not executor.sends(layout[0], ctx)
+    executor.spread_copies = False
+    assert executor.bundle(small_copy_units(), ctx) is None
+
+
+def test_a_bundles_result_reports_each_of_its_units(store):
+    """The waiting side replays each unit of a bundle as if it had run here."""
+    units = small_copy_units()
+
+    class BundleCluster(FakeCluster):
+        def get_task_meta(self, task_id):
+            task = self.tasks[task_id]
+            parts = [UnitResult("blob-1", "blob", "copied", "sha256:aa", 100),
+                     UnitResult("img", "manifest", "pushed", "sha256:bb")]
+            bundle = Unit.from_dict(task.unit)
+            return {"status": "SUCCESS",
+                    "result": UnitResult.of_bundle(bundle, parts).to_dict()}
+
+    recorder, counter = Recorder(), AggregatingListener()
+    executor = CeleryExecutor(BundleCluster(), Limits(store), poll_fallback=0.01)
+    ctx = ExecContext(SimpleNamespace(), CompositeListener([counter, recorder]))
+    results = executor.run(units, ctx)
+    assert [(r.id, r.status) for r in results] == [("blob-1", "copied"), ("img", "pushed")]
+    assert executor.app.sent == ["bundle"]
+    assert recorder.events == [("started", "blob-1"), ("finished", "blob-1"),
+                               ("started", "img"), ("finished", "img")]
+    result = counter.result()
+    assert (result.blobs_copied, result.bytes_copied, result.manifests) == (1, 100, 1)

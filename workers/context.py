@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from regbot.config import Config, load_config
+from regbot.copy.executors import LocalExecutor
 from regbot.engine import Engine
 from regbot.errors import ConfigError
 from regbot.limits import Limits, store_from_url
@@ -48,6 +49,7 @@ class WorkerContext:
     _config: Config | None = field(default=None, repr=False)
     _config_stamp: tuple[int, int] | None = field(default=None, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
+    _local: LocalExecutor | None = field(default=None, repr=False)
     _limits: Limits | None = field(default=None, repr=False)
     _store: redis.Redis | None = field(default=None, repr=False)
 
@@ -108,14 +110,21 @@ class WorkerContext:
                     from workers.app import worker_app
 
                     app = worker_app()
-                executor = CeleryExecutor(app, limits,
-                                          transfer_min=config.defaults.transfer_min,
-                                          lease=self.transfer_lease)
+                executor = CeleryExecutor(app, limits, lease=self.transfer_lease)
                 self._engine = Engine(config, limits, executor)
             elif self._engine.config is not config:
                 self._engine = self._engine.reconfigured(config)
-                self._engine.executor.transfer_min = config.defaults.transfer_min
+            self._engine.executor.transfer_min = config.defaults.transfer_min
+            self._engine.executor.spread_copies = config.defaults.spread_copies
             return self._engine
+
+    def local_executor(self) -> LocalExecutor:
+        """The threads this process runs a bundle of copy units on (kept from one to the
+        next, as the engine's executor keeps its own)."""
+        with self._guard:
+            if self._local is None:
+                self._local = LocalExecutor()
+            return self._local
 
 
 _current: WorkerContext | None = None

@@ -4,8 +4,12 @@ It differs from regbot.copy's LocalExecutor only in how it fans out and waits. U
 in the script's own process (on the engine's client) unless they are blobs of at least
 `transfer_min` bytes: those are first checked on the target here (a HEAD; present means
 done, nothing dispatched) and else sent as `regbot.transfer` tasks to queue `transfers`,
-where any node takes them. So a small image costs no round trip through the broker, and a
-large mirror's big layers spread over the nodes.
+where any node takes them. A copy with no such blob (a small image) is sent whole instead,
+as one `units` bundle (regbot/copy/units.py) that a node runs with its own threads; so a
+mirror of many small images spreads over the nodes at one round trip per copy, and its
+big layers spread one by one (`spreadCopies: false` keeps small copies here). A copy of
+only manifests and tags, and any copy into or out of an OCI layout (a directory of this
+machine), runs here.
 
 A sent unit reports back by notification (workers/notify.py): started, bytes sent,
 finished or failed, pushed to this process's events list and handed to the waiting copy
@@ -67,10 +71,10 @@ from regbot.copy.executors import (
     topological_order,
 )
 from regbot.copy.progress import ProgressEvent, emit_result
-from regbot.copy.units import STATUS_SKIPPED, BlobUnit, Unit, UnitResult
+from regbot.copy.units import STATUS_SKIPPED, BlobUnit, BundleUnit, Unit, UnitResult
 from regbot.errors import LimitError, RegbotError
 from regbot.limits import Limits
-from regbot.types.ref import Reference
+from regbot.types.ref import OCIDIR_PREFIX, Reference
 from workers.notify import UnitEvents
 from workers.settings import DEFAULT_LEASE, QUEUE_TRANSFERS, TRANSFER_TASK
 
@@ -120,6 +124,19 @@ class Outage:
 
 class ClusterLost(CopyError):
     """Redis or the broker stayed away longer than the outage limit."""
+
+
+def _between_registries(unit: Unit) -> bool:
+    """Whether any node can run `unit`: an OCI layout is a directory of this machine."""
+    return not (unit.src.startswith(OCIDIR_PREFIX) or unit.tgt.startswith(OCIDIR_PREFIX))
+
+
+def _repository(ref: str) -> str:
+    """`registry/repo` of a unit's `registry/repo@digest` (or `:tag`) reference."""
+    try:
+        return Reference.parse(ref).name
+    except RegbotError:
+        return ref
 
 
 def _one_line(value: object) -> str:
@@ -190,7 +207,8 @@ class CeleryExecutor:
     of one copy are sent and not finished at once (default: twice the copy's concurrency,
     at least 4), so one huge image does not fill the transfers queue ahead of every other
     script. `transfer_min` is regbot.yml's `defaults.transferMin`; `lease` is the nodes'
-    transfer lease (how soon a lost unit is sent again).
+    transfer lease (how soon a lost unit is sent again). `spread_copies` is
+    `defaults.spreadCopies`: whether small copies are sent whole.
     """
 
     def __init__(
@@ -201,6 +219,7 @@ class CeleryExecutor:
         cancel: CancelToken | None = None,
         max_in_flight: int | None = None,
         transfer_min: int = DEFAULT_TRANSFER_MIN,
+        spread_copies: bool = True,
         poll_fallback: float = POLL_FALLBACK,
         lease: float = DEFAULT_LEASE,
         outage_limit: float = OUTAGE_LIMIT,
@@ -212,6 +231,7 @@ class CeleryExecutor:
         self.cancel = cancel
         self.max_in_flight = max_in_flight
         self.transfer_min = transfer_min
+        self.spread_copies = spread_copies
         self.poll_fallback = poll_fallback
         self.lease = lease
         self.outage_limit = outage_limit
@@ -226,13 +246,35 @@ class CeleryExecutor:
         topological_order(units)  # validates ids, deps and acyclicity up front
         if not units:
             return []
-        return _CopyRun(self, units, ctx).run()
+        bundle = self.bundle(units, ctx)
+        if bundle is None:
+            return _CopyRun(self, units, ctx).run()
+        [result] = _CopyRun(self, [bundle], ctx).run()
+        by_id = {part.id: part for part in result.parts or []}
+        missing = [u.id for u in units if u.id not in by_id]
+        if missing:
+            raise CopyError(f"{bundle.describe()}: the node sent no result for units {missing[:5]}")
+        return [by_id[u.id] for u in units]
 
     def sends(self, unit: Unit, ctx: ExecContext) -> bool:
         """Whether `unit` goes to the transfers queue (else it runs in this process)."""
-        if ctx.client is None:
-            return True  # nothing to run it with here
-        return isinstance(unit, BlobUnit) and unit.size >= self.transfer_min
+        if ctx.client is None or isinstance(unit, BundleUnit):
+            return True  # nothing to run it with here, or made to be sent
+        return (isinstance(unit, BlobUnit) and unit.size >= self.transfer_min
+                and _between_registries(unit))
+
+    def bundle(self, units: Sequence[Unit], ctx: ExecContext) -> BundleUnit | None:
+        """The copy's units as one bundle for a node, when the copy is small and moves
+        blobs between registries (see the module docstring); else None."""
+        if not self.spread_copies or ctx.client is None:
+            return None
+        if not any(isinstance(u, BlobUnit) for u in units):
+            return None  # a few manifest puts: cheaper here than a round trip
+        if any(self.sends(u, ctx) or not _between_registries(u) for u in units):
+            return None
+        return BundleUnit(id="bundle", src=_repository(units[0].src),
+                          tgt=_repository(units[0].tgt), units=list(units),
+                          concurrency=max(1, ctx.concurrency))
 
     # --- sending and stopping ---
 
@@ -341,9 +383,10 @@ class _CopyRun:
         while self.ready and len(self.local) < self.local_limit:
             unit = self.ready.pop()
             self.local[unit.id] = unit
-            if self.ex.sends(unit, self.ctx) and self.ctx.client is not None:
+            sends = self.ex.sends(unit, self.ctx)
+            if sends and self.ctx.client is not None and isinstance(unit, BlobUnit):
                 self._submit(unit, "checked", self._check, unit)
-            elif self.ex.sends(unit, self.ctx):
+            elif sends:  # a bundle checks its blobs where it runs
                 del self.local[unit.id]
                 self.checked.append(unit)
             else:
@@ -509,23 +552,33 @@ class _CopyRun:
 
     def _sent_done(self, item: _Sent, result: UnitResult) -> None:
         del self.sent[item.result.id]
-        if not item.started:
-            item.started = True
-            self.ctx.progress.started(ProgressEvent.for_unit(item.unit))
-        emit_result(self.ctx.progress, item.unit, result)
+        progress = self.ctx.progress
+        if isinstance(item.unit, BundleUnit):
+            # Its units' outcomes, as if they had run here (counts, display, metrics).
+            for unit, part in zip(item.unit.units, result.parts or [], strict=False):
+                progress.started(ProgressEvent.for_unit(unit))
+                emit_result(progress, unit, part)
+        else:
+            if not item.started:
+                item.started = True
+                progress.started(ProgressEvent.for_unit(item.unit))
+            emit_result(progress, item.unit, result)
         forget_result(item.result)
         self._done(item.unit, result)
 
     def _sent_failed(self, item: _Sent, err: RegbotError) -> None:
         del self.sent[item.result.id]
-        if not item.started:
-            self.ctx.progress.started(ProgressEvent.for_unit(item.unit))
-        self.ctx.progress.failed(ProgressEvent.for_unit(item.unit, error=str(err)))
+        if not isinstance(item.unit, BundleUnit):  # a bundle's error names its unit
+            if not item.started:
+                self.ctx.progress.started(ProgressEvent.for_unit(item.unit))
+            self.ctx.progress.failed(ProgressEvent.for_unit(item.unit, error=str(err)))
         forget_result(item.result)
         self._fail(err)
 
     def _replay_running(self, item: _Sent, info: dict[str, Any]) -> None:
         item.running = True
+        if isinstance(item.unit, BundleUnit):
+            return  # its units are reported when it ends
         if not item.started:
             item.started = True
             self.ctx.progress.started(ProgressEvent.for_unit(item.unit))

@@ -5,8 +5,8 @@ Celery's request and calls these.
   cluster-wide lock (regbot/runner.py), its image copies fanned out by a CeleryExecutor,
   its log lines and progress relayed to `once` when a run id came with it.
 - `transfer_job`: one copy unit (regbot.copy.execute_unit, which retries transient
-  failures as it does embedded) with the worker's own client, stopped when its copy is
-  cancelled.
+  failures as it does embedded) with the worker's own client, or a bundle of a small
+  copy's units on the worker's own threads; stopped when its copy is cancelled.
 
 Both run under a per-task guard: deliveries of one task id never run at the same time
 (a script sends a transfer again under the same id when its lease lapsed, workers/executor.py;
@@ -30,8 +30,9 @@ from celery import Celery
 
 from regbot.copy.cancel import CancelToken
 from regbot.copy.execute import execute_unit
+from regbot.copy.executors import ExecContext
 from regbot.copy.progress import ProgressEvent, ProgressListener
-from regbot.copy.units import Unit
+from regbot.copy.units import BundleUnit, Unit, UnitResult
 from regbot.errors import ConfigError, RegbotError
 from regbot.limits import Limits
 from regbot.logs import get_logger, log_fields, redact
@@ -104,9 +105,11 @@ def task_guard(limits: Limits, task_id: str, *, wait: bool,
 
 
 def script_job(name: str, *, app: Celery, task_id: str, dry_run: bool = False,
-               run_id: str = "", log_level: int | None = None) -> dict[str, Any]:
+               run_id: str = "", log_level: int | None = None,
+               progress: bool = True) -> dict[str, Any]:
     """Run script `name` of this worker's config once; the ScriptResult as a dict (its
-    error redacted)."""
+    error redacted). With a `run_id`, its log lines go to that run's stream, and its copy
+    progress too when `progress` (a `once` with a live display)."""
     ctx = context.current()
     try:
         config = ctx.config()
@@ -127,7 +130,7 @@ def script_job(name: str, *, app: Celery, task_id: str, dry_run: bool = False,
             stack.enter_context(watch_cancel(stream, cancel))
         result = run_script_locked(
             engine, script, options,
-            progress=StreamProgress(stream, name) if stream is not None else None,
+            progress=StreamProgress(stream, name) if stream is not None and progress else None,
             cancel=cancel, lease=ctx.lease or SCRIPT_LOCK_LEASE)
     result.error = redact(result.error)
     return result.to_dict()
@@ -190,7 +193,7 @@ class _Reporter(ProgressListener):
 def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
                  task_id: str, hostname: str = "",
                  report: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run one copy unit; its UnitResult as a dict (plus the node that ran it). A failure
+    """Run one copy unit (or bundle); its UnitResult as a dict (plus the node that ran it). A failure
     is raised as UnitFailed carrying the regbot error type and its one-line message."""
     unit = Unit.from_dict(unit_data)
     ctx = context.current()
@@ -218,7 +221,14 @@ def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
             if run_id:
                 stack.enter_context(relay_logs(RunStream(limits, run_id), script,
                                                level if isinstance(level, int) else None))
-            result = execute_unit(engine.client, unit, progress=progress, cancel=token)
+            if isinstance(unit, BundleUnit):
+                # Small units: their outcomes travel in the result, no progress on the way.
+                parts = ctx.local_executor().run(
+                    unit.units, ExecContext(engine.client, cancel=token,
+                                            concurrency=unit.concurrency))
+                result = UnitResult.of_bundle(unit, parts)
+            else:
+                result = execute_unit(engine.client, unit, progress=progress, cancel=token)
             out = {**result.to_dict(), "hostname": hostname}
             done.value = json.dumps(out, separators=(",", ":"))
     except Duplicate as dup:

@@ -112,7 +112,9 @@ def run_cluster_once(
             for script in config.scripts:
                 result = app.send_task(SCRIPT_TASK, args=(script.name,),
                                        kwargs={"dry_run": dry_run, "run_id": run_id,
-                                               "log_level": level},
+                                               "log_level": level,
+                                               # progress only feeds a live display
+                                               "progress": progress_for is not None},
                                        queue=QUEUE_SCRIPTS)
                 pending[result.id] = (script.name, result)
         except OperationalError as exc:

@@ -2,7 +2,9 @@
 workers/jobs.py. Their names and arguments are stable (they are what Flower shows and what
 beat and `once` send):
 
-- `regbot.script(script, dry_run=False, run_id="", log_level=None)` on queue `scripts`:
+- `regbot.script(script, dry_run=False, run_id="", log_level=None, progress=True)` on
+  queue `scripts` (`progress`: stream copy progress to the `once` of `run_id`, for its
+  live display):
   returns the ScriptResult as a dict. Only the script's name travels: the worker reads the
   script, the credentials and everything else from its own config file and environment.
 - `regbot.transfer(unit, script, run={...})` on queue `transfers`: `unit` is a copy plan
@@ -29,11 +31,12 @@ def register(app: Celery) -> tuple[Task, Task]:
 
     @app.task(name=SCRIPT_TASK, bind=True, acks_late=False, shared=False)
     def run_script(self, script: str, dry_run: bool = False, run_id: str = "",
-                   log_level: int | None = None) -> dict[str, Any]:
+                   log_level: int | None = None, progress: bool = True) -> dict[str, Any]:
         """Run one script of the worker's config (acknowledged on start: see workers/app.py)."""
         try:
             return jobs.script_job(script, app=self.app, task_id=self.request.id,
-                                   dry_run=dry_run, run_id=run_id, log_level=log_level)
+                                   dry_run=dry_run, run_id=run_id, log_level=log_level,
+                                   progress=progress)
         except jobs.Duplicate:
             raise Ignore() from None
 

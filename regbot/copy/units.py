@@ -140,13 +140,54 @@ class TagUnit(ManifestUnit):
     kind: ClassVar[str] = "tag"
 
 
+@dataclass
+class BundleUnit(Unit):
+    """All the units of one small copy, run together by one node: a cluster sends a copy
+    with no blob of `transferMin` or more as one task (workers/executor.py), so the nodes
+    share a mirror of many small images and each pays one round trip, not one per unit.
+
+    `src` and `tgt` name the repositories; `concurrency` is how many of the units run at
+    once (the copy's own). Running it is running each unit, so it is idempotent as they are.
+    """
+
+    kind: ClassVar[str] = "units"
+
+    units: list[Unit] = field(default_factory=list)
+    concurrency: int = 1
+
+    @property
+    def digest(self) -> str:
+        return ""
+
+    @property
+    def size(self) -> int:
+        return sum(max(u.size, 0) for u in self.units if isinstance(u, BlobUnit))
+
+    def describe(self) -> str:
+        return f"copy {len(self.units)} units from {self.src} to {self.tgt}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "units": [u.to_dict() for u in self.units],
+                "concurrency": self.concurrency}
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> BundleUnit:
+        inner = [Unit.from_dict(d) for d in data.get("units", [])]
+        if any(isinstance(u, BundleUnit) for u in inner):
+            raise RegbotError("a bundle of copy units cannot hold another bundle")
+        return cls(id=data["id"], src=data["src"], tgt=data["tgt"],
+                   deps=list(data.get("deps", [])), units=inner,
+                   concurrency=max(1, int(data.get("concurrency", 1))))
+
+
 def _without(ref: str, digest: str) -> str:
     """A reference string without its `@digest` when that is the digest already named."""
     suffix = "@" + digest
     return ref[: -len(suffix)] if digest and ref.endswith(suffix) else ref
 
 
-_UNIT_KINDS: dict[str, type[Unit]] = {c.kind: c for c in (BlobUnit, ManifestUnit, TagUnit)}
+_UNIT_KINDS: dict[str, type[Unit]] = {
+    c.kind: c for c in (BlobUnit, ManifestUnit, TagUnit, BundleUnit)}
 
 # Outcomes of a unit.
 STATUS_COPIED = "copied"  # blob bytes transferred
@@ -157,22 +198,35 @@ STATUS_PUSHED = "pushed"  # manifest or tag written
 
 @dataclass
 class UnitResult:
-    """What running one unit did; `bytes` counts blob bytes transferred."""
+    """What running one unit did; `bytes` counts blob bytes transferred. A bundle's
+    result holds one result per unit of it in `parts`, in the bundle's order."""
 
     id: str
     kind: str
     status: str
     digest: str = ""
     bytes: int = 0
+    parts: list[UnitResult] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "status": self.status,
-                "digest": self.digest, "bytes": self.bytes}
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "status": self.status,
+                               "digest": self.digest, "bytes": self.bytes}
+        if self.parts is not None:
+            out["parts"] = [p.to_dict() for p in self.parts]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UnitResult:
+        parts = data.get("parts")
         return cls(id=data["id"], kind=data["kind"], status=data["status"],
-                   digest=data.get("digest", ""), bytes=int(data.get("bytes", 0)))
+                   digest=data.get("digest", ""), bytes=int(data.get("bytes", 0)),
+                   parts=[cls.from_dict(p) for p in parts] if isinstance(parts, list) else None)
+
+    @classmethod
+    def of_bundle(cls, bundle: BundleUnit, parts: list[UnitResult]) -> UnitResult:
+        """The result of a bundle whose units gave `parts`."""
+        return cls(bundle.id, bundle.kind, STATUS_COPIED, "", sum(p.bytes for p in parts),
+                   parts=parts)
 
 
 def units_to_dicts(units: list[Unit]) -> list[dict[str, Any]]:
