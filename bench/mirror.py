@@ -5,6 +5,8 @@ nodes against the Go regbot.
     python bench/mirror.py --large            # 40 x 50 (2,000 copies)
     python bench/mirror.py --contenders embedded,go --runs 3
     python bench/mirror.py --profile /tmp/prof   # plus py-spy profiles of the embedded run
+    python bench/mirror.py --req-concurrent 12   # past the default 3 requests in flight per
+                                                 # registry (a cluster shares them)
 
 The source (a docker-registry on 127.0.0.1) holds R repositories of T tags; every tag is a
 single-platform image of its own: a config, a 64 KiB layer shared by every image of its
@@ -111,14 +113,17 @@ def main(argv: list[str] | None = None) -> int:
                              "separated (default all)")
     parser.add_argument("--runs", type=int, default=1,
                         help="runs of every contender, alternating (default 1; medians count)")
+    parser.add_argument("--req-concurrent", type=int, metavar="N",
+                        help="reqConcurrent of both registries, for every contender (default: "
+                             "unset, 3; on a cluster it caps all nodes together)")
     parser.add_argument("--go", help=GO_HELP)
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="also profile one cold embedded run with py-spy, files in DIR")
     args = parser.parse_args(argv)
     repos, tags = LARGE_SIZE if args.large else DEFAULT_SIZE
     repos, tags = args.repos or repos, args.tags or tags
-    if repos < 1 or tags < 1 or args.runs < 1:
-        parser.error("--repos, --tags and --runs must be at least 1")
+    if repos < 1 or tags < 1 or args.runs < 1 or (args.req_concurrent or 1) < 1:
+        parser.error("--repos, --tags, --runs and --req-concurrent must be at least 1")
     try:
         sizes = [int(n) for n in args.nodes.split(",") if n.strip()]
     except ValueError:
@@ -143,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     if not go and "go" in wanted:
         print(f"... {go.note}", file=sys.stderr, flush=True)
 
-    with sigterm_as_interrupt(), Bench(go, contenders) as bench:
+    with sigterm_as_interrupt(), Bench(go, contenders, args.req_concurrent) as bench:
         mirror = bench.fill(repos, tags)
         runs = alternate(args.runs, contenders, bench.measure)
         profiles = bench.profile(py_spy, args.profile) if py_spy else []
-    report(mirror, runs, go, args.large)
+    report(mirror, runs, go, args.large, args.req_concurrent)
     for title, text in profiles:
         print(f"\n== profile: {title}\n{text}")
     return 0
@@ -180,9 +185,10 @@ class Run:
 class Bench:
     """Owns every process the benchmark starts; __exit__ stops them all."""
 
-    def __init__(self, go: GoPeer, contenders: list[str]) -> None:
+    def __init__(self, go: GoPeer, contenders: list[str], req_concurrent: int | None = None) -> None:
         self.go = go
         self.contenders = contenders
+        self.req_concurrent = req_concurrent
         self._stack = contextlib.ExitStack()
         self.clusters: Clusters | None = None
 
@@ -211,7 +217,7 @@ class Bench:
 
     def config(self, label: str, target_host: str) -> Path:
         return write_config(self.tmp / f"{label}.yml", {SRC: self.src.host, DST: target_host},
-                            {SCRIPT: self.script})
+                            {SCRIPT: self.script}, req_concurrent=self.req_concurrent)
 
     def measure(self, contender: str, n: int) -> Run:
         tgt = self.regs.start()
@@ -331,12 +337,14 @@ def check_mirrored(src: str, tgt: str, mirror: MirrorSet) -> None:
 # --- report -------------------------------------------------------------------------------
 
 
-def report(mirror: MirrorSet, runs: dict[str, list[Run]], go: GoPeer, large: bool) -> None:
+def report(mirror: MirrorSet, runs: dict[str, list[Run]], go: GoPeer, large: bool,
+           req_concurrent: int | None = None) -> None:
     cpus = os.cpu_count() or 1
     repos = len(mirror.tags)
     print(f"\nmirror: {repos} repositories x {mirror.images // repos} tags = {mirror.images} "
           f"images, {mirror.blobs} blobs, {human(mirror.bytes)}; one script (tag.ls + "
-          f"image.copy per tag); nodes run `regbot worker --transfers {NODE_TRANSFERS}`")
+          f"image.copy per tag); nodes run `regbot worker --transfers {NODE_TRANSFERS}`; "
+          f"reqConcurrent {req_concurrent or '3 (default)'} per registry")
     go_cold = median([r.cold.wall for r in runs["go"]]) if "go" in runs else None
     go_noop = median([r.noop.wall for r in runs["go"]]) if "go" in runs else None
     for what, pick, peer in (("cold", lambda r: r.cold, go_cold),
