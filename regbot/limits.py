@@ -66,10 +66,6 @@ RATELIMIT_TTL = 6 * 3600  # registries count pulls over 6 h windows (RateLimit-L
 # by this process wakes its local waiters at once.
 _POLL_MIN = 0.01
 _POLL_MAX = 0.2
-# On a shared store a slot's waiters block on its wake list instead (any process's release
-# wakes the longest waiting one at once) and look again on their own this often, for
-# slots freed by a lapsed lease.
-_SLOT_WAKE_POLL = 1.0
 
 # --- stores ----------------------------------------------------------------------------
 
@@ -113,10 +109,6 @@ class Keys:
 
     def request_slots(self, host: str) -> str:
         return self._join("slots", "req", host)
-
-    def slot_wakeups(self, semaphore: str) -> str:
-        """The list a release of `semaphore` (a key from this builder) wakes waiters by."""
-        return f"{semaphore}:wake"
 
     def heavy_slots(self) -> str:
         return self._join("slots", "heavy")
@@ -327,22 +319,13 @@ class Limits:
         except StoreError as exc:
             raise LimitError(f"limits store {self._where}: {exc}") from exc
 
-    def _wait(self, attempt: Callable[[], bool], wake_key: str, deadline: _Deadline,
-              *, wake_list: str = "") -> bool:
-        """Call `attempt` until it succeeds (True) or the deadline passes (False). With a
-        `wake_list` (a semaphore's, on a shared store) block on it between attempts."""
+    def _wait(self, attempt: Callable[[], bool], wake_key: str, deadline: _Deadline) -> bool:
+        """Call `attempt` until it succeeds (True) or the deadline passes (False)."""
         delay = _POLL_MIN
         while not attempt():
             remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
                 return False
-            if wake_list:
-                pause = _SLOT_WAKE_POLL if remaining is None else min(_SLOT_WAKE_POLL, remaining)
-                try:
-                    self._ops.wait_for_release(wake_list, pause)
-                except StoreError:
-                    time.sleep(min(pause, _POLL_MAX))  # the next attempt says what is wrong
-                continue
             pause = delay * random.uniform(0.5, 1.0)  # jitter: waiters don't poll in step
             if remaining is not None:
                 pause = min(pause, remaining)
@@ -364,8 +347,7 @@ class Limits:
         try:
             hold = _SlotHold(self, key, limit)
             try:
-                acquired = self._wait(hold.try_acquire, key, deadline,
-                                      wake_list=self.keys.slot_wakeups(key) if self.shared else "")
+                acquired = self._wait(hold.try_acquire, key, deadline)
             except BaseException:
                 hold.release()  # the script may have run before its reply was lost
                 raise
@@ -397,13 +379,9 @@ class Limits:
     def _semaphore_acquire(self, key: str, token: str, limit: int) -> bool:
         return self._call(self._ops.semaphore_acquire, key, token, limit, _ms(self.lease))
 
-    def _semaphore_release(self, key: str, token: str, limit: int) -> None:
+    def _semaphore_release(self, key: str, token: str) -> None:
         try:
-            if self.shared:
-                self._call(self._ops.semaphore_release, key, token, limit,
-                           self.keys.slot_wakeups(key), _ms(self.lease))
-            else:
-                self._call(self._ops.semaphore_release, key, token)
+            self._call(self._ops.semaphore_release, key, token)
         except LimitError as exc:
             log.warning("%s; the slot frees itself within %gs", exc, self.lease)
         self._wakeups.notify(key, one=True)
@@ -578,7 +556,7 @@ class _SlotHold:
     def release(self) -> None:
         with self._mutex:
             self._released = True
-            self._limits._semaphore_release(self._key, self._token, self._limit)
+            self._limits._semaphore_release(self._key, self._token)
 
 
 class _Wakeups:

@@ -45,20 +45,6 @@ end
 return 1
 """
 
-SEMAPHORE_RELEASE = """
--- KEYS[1]: semaphore  KEYS[2]: its wake list  ARGV[1]: owner token  ARGV[2]: slot limit
--- ARGV[3]: ttl of the wake list in ms
--- Frees the token's slot. When all slots were taken someone may be waiting: one wake-up
--- goes on the wake list, where the client of any process blocked longest takes it.
-local full = redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2])
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 and full then
-  redis.call('RPUSH', KEYS[2], '1')
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-end
-return 0
-"""
-
 RATE_RESERVE = """
 -- KEYS[1]: theoretical arrival time of the next request (GCRA, µs, server clock)
 -- ARGV[1]: emission interval in µs (1e6 / requests per second)
@@ -131,13 +117,7 @@ class LimitStore(Protocol):
 
     def semaphore_acquire(self, key: str, token: str, limit: int, lease_ms: int) -> bool: ...
 
-    def semaphore_release(self, key: str, token: str, limit: int = 0, wake_key: str = "",
-                          ttl_ms: int = 0) -> None:
-        """Free the token's slot; with `wake_key`, wake one waiter of `wait_for_release`
-        when all `limit` slots were taken (`ttl_ms`: how long a wake-up is kept)."""
-
-    def wait_for_release(self, wake_key: str, timeout: float) -> None:
-        """Block until a release wakes this caller, or for `timeout` seconds."""
+    def semaphore_release(self, key: str, token: str) -> None: ...
 
     def rate_reserve(self, key: str, interval_us: int, longest_us: int) -> int: ...
 
@@ -171,7 +151,6 @@ class RedisStore:
         self.where = describe_client(client)
         self._errors = redis.RedisError
         self._semaphore = client.register_script(SEMAPHORE_ACQUIRE)
-        self._semaphore_release = client.register_script(SEMAPHORE_RELEASE)
         self._rate = client.register_script(RATE_RESERVE)
         self._acquire = client.register_script(LOCK_ACQUIRE)
         self._extend = client.register_script(LOCK_EXTEND)
@@ -186,17 +165,8 @@ class RedisStore:
     def semaphore_acquire(self, key: str, token: str, limit: int, lease_ms: int) -> bool:
         return self._do(self._semaphore, keys=[key], args=[token, limit, lease_ms]) == 1
 
-    def semaphore_release(self, key: str, token: str, limit: int = 0, wake_key: str = "",
-                          ttl_ms: int = 0) -> None:
-        if wake_key:
-            self._do(self._semaphore_release, keys=[key, wake_key],
-                     args=[token, limit, max(ttl_ms, 1)])
-        else:
-            self._do(self.client.zrem, key, token)
-
-    def wait_for_release(self, wake_key: str, timeout: float) -> None:
-        # BLPOP serves the longest blocked client first: waiters of every process queue up.
-        self._do(self.client.blpop, [wake_key], timeout=max(timeout, 0.01))
+    def semaphore_release(self, key: str, token: str) -> None:
+        self._do(self.client.zrem, key, token)
 
     def rate_reserve(self, key: str, interval_us: int, longest_us: int) -> int:
         return int(self._do(self._rate, keys=[key], args=[interval_us, longest_us]))
@@ -264,18 +234,13 @@ class MemoryStore:
             holders[token] = now + lease_ms / 1000
             return True
 
-    def semaphore_release(self, key: str, token: str, limit: int = 0, wake_key: str = "",
-                          ttl_ms: int = 0) -> None:
-        # Waiters are this process's threads: Limits wakes them itself.
+    def semaphore_release(self, key: str, token: str) -> None:
         with self._guard:
             holders = self._semaphores.get(key)
             if holders is not None:
                 holders.pop(token, None)
                 if not holders:
                     del self._semaphores[key]
-
-    def wait_for_release(self, wake_key: str, timeout: float) -> None:
-        time.sleep(max(timeout, 0.0))
 
     def rate_reserve(self, key: str, interval_us: int, longest_us: int) -> int:
         now_us = int(self._clock() * 1_000_000)

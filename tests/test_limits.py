@@ -682,31 +682,3 @@ def test_killed_process_frees_its_slot_and_lock(redis_server):
     for key in client.scan_iter(match=f"{prefix}:*"):
         client.delete(key)
     client.close()
-
-
-def test_a_freed_slot_wakes_the_longest_waiter_of_any_process(redis_server, monkeypatch):
-    """Waiters in other processes (here: Limits of their own, sharing nothing but Redis)
-    are woken by the release itself, in the order they began to wait; not by polling."""
-    monkeypatch.setattr("regbot.limits._SLOT_WAKE_POLL", 60.0)  # no look of their own
-    prefix = f"t-{uuid.uuid4().hex[:12]}"
-    url = redis_server.url
-    holder = Limits(store_from_url(url), prefix, lease=30.0)
-    order: list[int] = []
-    waiting: list[threading.Thread] = []
-    with holder.request_slot(HOST, 1, 0):
-        for i in range(3):
-            def wait(i=i):
-                with Limits(store_from_url(url), prefix, lease=30.0).request_slot(
-                        HOST, 1, 0, timeout=20):
-                    order.append(i)
-            waiting.append(threading.Thread(target=wait))
-            waiting[-1].start()
-            time.sleep(0.3)  # each blocked on the wake list before the next one starts
-    for thread in waiting:
-        thread.join(20)
-    assert order == [0, 1, 2]
-    client = redis_server.client()
-    for key in client.scan_iter(match=f"{prefix}:*"):
-        assert client.ttl(key) > 0  # the wake list expires with the lease
-        client.delete(key)
-    client.close()
