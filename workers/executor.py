@@ -555,9 +555,11 @@ class _CopyRun:
         progress = self.ctx.progress
         if isinstance(item.unit, BundleUnit):
             # Its units' outcomes, as if they had run here (counts, display, metrics).
-            for unit, part in zip(item.unit.units, result.parts or [], strict=False):
-                progress.started(ProgressEvent.for_unit(unit))
-                emit_result(progress, unit, part)
+            parts = {part.id: part for part in result.parts or []}
+            for unit in item.unit.units:
+                if unit.id in parts:
+                    progress.started(ProgressEvent.for_unit(unit))
+                    emit_result(progress, unit, parts[unit.id])
         else:
             if not item.started:
                 item.started = True
