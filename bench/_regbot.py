@@ -91,16 +91,20 @@ def run_once(command: Sequence[str], config: Path, *args: str,
 
 
 def write_config(path: Path, hosts: dict[str, str], scripts: dict[str, str], *,
-                 req_concurrent: int | None = None, parallel: int = 1) -> Path:
+                 req_concurrent: int | None = None, parallel: int = 1,
+                 defaults: dict[str, str] | None = None) -> Path:
     """A regbot.yml both regbots read: each registry name of `hosts` mapped to its
     127.0.0.1:port (plain http), `reqConcurrent` when given (else each one's default),
-    `scripts` name -> Lua source."""
+    `scripts` name -> Lua source; `defaults`: more keys of that section (ours: the Go
+    regbot ignores them)."""
     lines = ["version: 1", "creds:"]
     for name, host in hosts.items():
         lines += [f"  - registry: {name}", f"    hostname: {host}", "    tls: disabled"]
         if req_concurrent is not None:
             lines.append(f"    reqConcurrent: {req_concurrent}")
-    lines += ["defaults:", f"  parallel: {parallel}", "scripts:" if scripts else "scripts: []"]
+    lines += ["defaults:", f"  parallel: {parallel}"]
+    lines += [f"  {key}: {value}" for key, value in (defaults or {}).items()]
+    lines += ["scripts:" if scripts else "scripts: []"]
     for name, body in scripts.items():
         lines += [f"  - name: {name}", "    script: |"]
         lines += [f"      {line}" for line in body.strip().splitlines()]
