@@ -1,6 +1,7 @@
 """A cluster that survives its own infrastructure: real worker nodes, a private
 redis-server of each test's own (stopped and started again on the same port, with or
-without its data), real registries, a throttled source front so a transfer is surely in
+without its data), a private rabbitmq-server for the broker test (skipped when
+rabbitmq-server is not installed), real registries, a throttled source front so a transfer is surely in
 flight when the test strikes. Default settings unless a test says otherwise: no
 visibility timeout, no short lease.
 
@@ -20,7 +21,12 @@ from pathlib import Path
 import pytest
 
 from tests.support import images
-from tests.support.celery_cluster import NodeSet, WorkerNode, transfer_in_progress
+from tests.support.celery_cluster import (
+    NodeSet,
+    WorkerNode,
+    find_rabbitmq,
+    transfer_in_progress,
+)
 from tests.support.fronts import FaultFront
 from tests.support.processes import REPO_ROOT, child_pids, regbot_env, spawn, stop_process
 from tests.support.redis_server import REDIS_BINARY, start_redis
@@ -43,11 +49,24 @@ def own_redis():
 
 
 @pytest.fixture
+def own_rabbit():
+    """A rabbitmq-server of this test alone (never the system's): the test may stop and
+    restart it."""
+    server, why = find_rabbitmq(private=True)
+    if server is None:
+        pytest.skip(f"no private RabbitMQ for the broker fault test: {why}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def cluster(tmp_path, own_redis):
+    """Make a NodeSet on `own_redis` (broker too, unless `broker` names another)."""
     made: list[NodeSet] = []
 
-    def make(config: Path) -> NodeSet:
-        nodes = NodeSet(tmp_path / f"cluster{len(made)}", config, own_redis.url, own_redis.url)
+    def make(config: Path, broker: str | None = None) -> NodeSet:
+        nodes = NodeSet(tmp_path / f"cluster{len(made)}", config, broker or own_redis.url,
+                        own_redis.url)
         made.append(nodes)
         return nodes
 
@@ -57,15 +76,19 @@ def cluster(tmp_path, own_redis):
 
 
 def write_config(path: Path, src: str, dst: str, repo: str, tags: list[str],
-                 **defaults: object) -> Path:
+                 *, script_each: bool = False, **defaults: object) -> Path:
+    """Script `mirror` copies every tag; with `script_each`, script `mirror-TAG` one tag
+    each (with `parallel: 1` a node runs them one after the other)."""
     lines = ["version: 1", "creds:",
              "  - registry: src.test", f"    hostname: {src}", "    tls: disabled",
              "  - registry: dst.test", f"    hostname: {dst}", "    tls: disabled",
              "defaults:", "  parallel: 1"]
     lines += [f"  {key}: {value}" for key, value in defaults.items()]
-    lines += ["scripts:", "  - name: mirror", "    script: |"]
-    lines += [f'      image.copy("src.test/{repo}:{tag}", "dst.test/{repo}:{tag}")'
-              for tag in tags]
+    lines += ["scripts:"]
+    for names in ([[tag] for tag in tags] if script_each else [tags]):
+        lines += [f"  - name: mirror{'-' + names[0] if script_each else ''}", "    script: |"]
+        lines += [f'      image.copy("src.test/{repo}:{tag}", "dst.test/{repo}:{tag}")'
+                  for tag in names]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -188,6 +211,51 @@ def test_redis_restarted_mid_transfer(tmp_path, registry, registry2, repo, clust
         assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
 
         # and goes on serving: a rerun, nothing restarted, finds everything in place
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+        assert "Worker exited" not in node.log_text() and node.alive()
+    finally:
+        front.stop()
+
+
+def test_rabbitmq_restarted_mid_transfer(tmp_path, registry, registry2, repo, cluster,
+                                         own_rabbit):
+    """The broker is a private RabbitMQ (results, limits and streams on a private Redis),
+    stopped and started again on the same port while the first script's transfers run;
+    the second script, waiting on the broker meanwhile, runs and sends its transfers
+    once it is back."""
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        first = images.build_image(layers=2, layer_size=3 * MIB, seed=851)
+        second = images.build_image(layers=2, layer_size=MIB, seed=852)
+        images.push_image(registry.host, repo, first, tag="v1")
+        images.push_image(registry.host, repo, second, tag="v2")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1", "v2"], script_each=True, transferMin=100_000)
+        nodes = cluster(config, broker=own_rabbit.url)
+        node = nodes.start("solo", transfers=2)
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        transfer_in_progress(nodes, run)
+        own_rabbit.halt()
+        own_rabbit.resume()
+
+        out, err = run.communicate(timeout=150)
+        assert node.alive(), nodes.logs()
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out, out + err
+        expect_complete(registry2.host, repo, "v1", first)
+        expect_complete(registry2.host, repo, "v2", second)
+        log = node.log_text()
+        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+        assert "Warm shutdown" not in log, nodes.logs()
+        # each Celery process said it lost the broker once, and connected again
+        assert log.count("consumer: Connection to broker lost") <= 2, nodes.logs()
+        assert log.count("Connected to amqp://") >= 4, nodes.logs()
+
+        # the node goes on serving: a rerun, nothing restarted, finds everything in place
         again = nodes.once(timeout=120)
         assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
         assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
