@@ -175,6 +175,62 @@ def test_a_killed_celery_process_is_restarted_and_the_node_serves_on(
         front.stop()
 
 
+def test_a_celery_process_shutting_down_on_its_own_is_replaced(tmp_path, registry, registry2,
+                                                               repo, cluster):
+    """A Celery worker that begins a warm shutdown nobody asked for (here a SIGTERM sent to
+    it, not to the node; seen after outages from Celery itself) would wait for its running
+    transfer and then serve nothing: the launcher ends it cold after --grace and restarts
+    it, and the transfer it dropped is sent again once its lease lapsed."""
+    front = FaultFront(registry, bandwidth=1_000_000)  # about 8 s for the layer
+    try:
+        image = images.build_image(layers=1, layer_size=8 * MIB, seed=861)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        node = nodes.start("solo", transfers=1, lease=10, extra=("--grace", "2"))
+        nodes.wait_ready()
+        scripts_pid = celery_pid(node, "scripts")
+
+        run = nodes.once_async()
+        try:
+            transfer_in_progress(nodes, run)
+            stray = celery_pid(node, "transfers")
+            os.kill(stray, signal.SIGTERM)
+            wait_until("a new transfers worker", lambda: ready_count(node, "transfers") == 2,
+                       40, nodes)
+            out, err = run.communicate(timeout=90)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out, out
+        expect_complete(registry2.host, repo, "v1", image)
+
+        log = node.log_text()
+        assert node.alive(), nodes.logs()
+        assert log.count('msg="Worker no longer serves, ending it" queue=transfers '
+                         'why="began a shutdown nobody asked for" cold-in=2s') == 1, log
+        assert 'msg="Worker exited, restarting it" queue=transfers' in log, log
+        assert celery_pid(node, "transfers") != stray
+        assert celery_pid(node, "scripts") == scripts_pid  # the other one was left alone
+        assert node.transfers_done() == 1, log  # the unit, redone by the new process
+
+        # and the node serves a following run through its new transfers process
+        more = images.build_image(layers=1, layer_size=MIB, seed=862)
+        images.push_image(registry.host, repo, more, tag="v2")
+        write_config(config, registry.host, registry2.host, repo, ["v2"], transferMin=100_000)
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=2" in again.stdout, again.stdout
+        expect_complete(registry2.host, repo, "v2", more)
+        assert node.transfers_done() == 2, nodes.logs()
+        assert node.log_text().count("Worker exited") == 1, nodes.logs()
+    finally:
+        front.stop()
+
+
 # --- Redis goes away ---------------------------------------------------------------------------
 
 

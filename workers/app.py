@@ -26,6 +26,9 @@ Settings, and why:
 - Broker connections are retried with backoff at start-up and after a loss, forever (a
   node rides out a Redis restart or a network cut); publishing retries a few times, then
   fails with an error instead of hanging (the script sending it waits and tries again).
+- A worker started by `regbot worker` keeps a heartbeat file for its launcher
+  (workers/liveness.py): the launcher ends and restarts a process that begins a shutdown
+  nobody asked for, or whose main process hangs.
 """
 
 from __future__ import annotations
@@ -33,14 +36,17 @@ from __future__ import annotations
 import logging
 import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 from kombu import Queue
 
+from workers.liveness import Heartbeat
 from workers.settings import (
     DEFAULT_BROKER,
     DEFAULT_VISIBILITY_TIMEOUT,
+    ENV_HEARTBEAT,
     ENV_LOG_JSON,
     ENV_LOG_LEVEL,
     ENV_VISIBILITY,
@@ -123,7 +129,53 @@ def create_app(settings: ClusterSettings, visibility_timeout: float | None = Non
     """A Celery app on `settings`; `include_tasks` registers workers.tasks (workers only)."""
     app = Celery("regbot", include=["workers.tasks"] if include_tasks else [])
     app.conf.update(app_config(settings, visibility_timeout))
+    if include_tasks:
+        app.steps["worker"].add(HeartbeatStep)
     return app
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """The worker's heartbeat file for its launcher (workers/liveness.py), when the
+    launcher named one. Started after the pool, before the consumer; `close` comes first
+    in any shutdown (warm, cold, or Celery's own after an unrecoverable error), before
+    anything that may wait or hang."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        path = os.environ.get(ENV_HEARTBEAT)
+        self.heartbeat = Heartbeat(Path(path)) if path else None
+
+    def include_if(self, parent: Any) -> bool:
+        return self.heartbeat is not None
+
+    def start(self, parent: Any) -> None:
+        global _heartbeat
+        assert self.heartbeat is not None
+        _heartbeat = self.heartbeat
+        self.heartbeat.start()
+
+    def close(self, parent: Any) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stopping()
+
+    def stop(self, parent: Any) -> None:
+        self.close(parent)
+
+    def shutdown(self, parent: Any) -> None:
+        self.close(parent)
+
+
+_heartbeat: Heartbeat | None = None
+
+
+@signals.worker_shutting_down.connect
+def _shutting_down(**_: Any) -> None:
+    """A shutdown signal reached the worker (from its launcher or anyone else): the
+    heartbeat says so at once, before the consumer loop even notices."""
+    if _heartbeat is not None:
+        _heartbeat.stopping()
 
 
 _worker_app: Celery | None = None

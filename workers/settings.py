@@ -40,6 +40,7 @@ ENV_LOG_JSON = "REGBOT_LOG_JSON"
 ENV_LEASE = "REGBOT_LEASE"
 ENV_VISIBILITY = "REGBOT_VISIBILITY_TIMEOUT"
 ENV_OUTAGE_LIMIT = "REGBOT_OUTAGE_LIMIT"  # `once`: seconds it waits out a Redis outage (60)
+ENV_HEARTBEAT = "REGBOT_HEARTBEAT_FILE"  # set by the launcher per Celery process (liveness.py)
 
 DEFAULT_BROKER = "redis://localhost:6379/0"
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0  # kombu's own default (transfers are acked on start)
