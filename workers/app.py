@@ -42,6 +42,7 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from kombu import Queue
 
+from regbot.limits import CONNECT_TIMEOUT, HEALTH_CHECK_INTERVAL, SOCKET_TIMEOUT
 from workers.liveness import Heartbeat
 from workers.settings import (
     DEFAULT_BROKER,
@@ -60,6 +61,7 @@ from workers.settings import (
 )
 
 RESULT_TTL = timedelta(days=1)
+BROKER_HEALTH_CHECK = 5  # seconds (kombu's default 25: a cut would go unnoticed for ~50 s)
 # Redis calls of the result backend fail after about this many seconds of outage.
 _BACKEND_RETRY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5,
                   "interval_max": 2.0}
@@ -97,11 +99,13 @@ def app_config(settings: ClusterSettings, visibility_timeout: float | None = Non
         "broker_connection_timeout": 5.0,
         "task_publish_retry": True,
         "task_publish_retry_policy": _PUBLISH_RETRY,
-        "redis_socket_connect_timeout": 5.0,
-        "redis_socket_timeout": 30.0,
+        # The result backend notices a silent connection (a network cut) within seconds:
+        # a read gives up after SOCKET_TIMEOUT and one more try on a new connection.
+        "redis_socket_connect_timeout": CONNECT_TIMEOUT,
+        "redis_socket_timeout": SOCKET_TIMEOUT,
         "redis_retry_on_timeout": True,
         "redis_socket_keepalive": True,
-        "redis_backend_health_check_interval": 30,
+        "redis_backend_health_check_interval": HEALTH_CHECK_INTERVAL,
         "result_backend_transport_options": {"retry_policy": _BACKEND_RETRY},
         "worker_hijack_root_logger": True,
     }
@@ -116,10 +120,13 @@ def app_config(settings: ClusterSettings, visibility_timeout: float | None = Non
             # look for messages of dead consumers often enough to honour a short timeout
             "unacked_restore_interval": max(1, min(10, int(vt // 4))),
             "unacked_restore_throttle": 1,
-            "socket_timeout": 30.0,
-            "socket_connect_timeout": 5.0,
+            # A consumer's BRPOP on a silent connection is dropped and reconnected once
+            # its reply is BROKER_HEALTH_CHECK s overdue (kombu checks that often), any
+            # other broker command after SOCKET_TIMEOUT.
+            "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
             "socket_keepalive": True,
-            "health_check_interval": 30,
+            "health_check_interval": BROKER_HEALTH_CHECK,
         }
     return conf
 
