@@ -1,7 +1,8 @@
 """A cluster that survives its own infrastructure: real worker nodes, a private
 redis-server of each test's own (stopped and started again on the same port, with or
-without its data), a private rabbitmq-server for the broker test (skipped when
-rabbitmq-server is not installed), real registries, a throttled source front so a transfer is surely in
+without its data) or reached through a relay that cuts the network (tests/support/relay.py),
+a private rabbitmq-server for the broker test (skipped when rabbitmq-server is not
+installed), real registries, a throttled source front so a transfer is surely in
 flight when the test strikes. Default settings unless a test says otherwise: no
 visibility timeout, no short lease.
 
@@ -30,6 +31,7 @@ from tests.support.celery_cluster import (
 from tests.support.fronts import FaultFront
 from tests.support.processes import REPO_ROOT, child_pids, regbot_env, spawn, stop_process
 from tests.support.redis_server import REDIS_BINARY, start_redis
+from tests.support.relay import TcpRelay
 
 pytestmark = [pytest.mark.timeout(240),
               pytest.mark.skipif(REDIS_BINARY is None, reason="redis-server is not installed")]
@@ -61,12 +63,13 @@ def own_rabbit():
 
 @pytest.fixture
 def cluster(tmp_path, own_redis):
-    """Make a NodeSet on `own_redis` (broker too, unless `broker` names another)."""
+    """Make a NodeSet on `own_redis` (or on `redis`, e.g. a relay to it), the broker too
+    unless `broker` names another."""
     made: list[NodeSet] = []
 
-    def make(config: Path, broker: str | None = None) -> NodeSet:
-        nodes = NodeSet(tmp_path / f"cluster{len(made)}", config, broker or own_redis.url,
-                        own_redis.url)
+    def make(config: Path, broker: str | None = None, redis: str | None = None) -> NodeSet:
+        redis = redis or own_redis.url
+        nodes = NodeSet(tmp_path / f"cluster{len(made)}", config, broker or redis, redis)
         made.append(nodes)
         return nodes
 
@@ -318,6 +321,63 @@ def test_rabbitmq_restarted_mid_transfer(tmp_path, registry, registry2, repo, cl
         assert "Worker exited" not in node.log_text() and node.alive()
     finally:
         front.stop()
+
+
+# REGBOT_FAULT_CUT_SECONDS=300 makes the network cut last five minutes (default 20 s).
+CUT_SECONDS = float(os.environ.get("REGBOT_FAULT_CUT_SECONDS") or 20)
+
+
+@pytest.mark.timeout(240 + 3 * CUT_SECONDS)
+def test_a_network_cut_between_the_cluster_and_redis(tmp_path, registry, registry2, repo,
+                                                     cluster, own_redis):
+    """Every connection of the node and of `once` to Redis (broker, result backend, shared
+    state) goes through a relay that cuts the network mid-transfer for CUT_SECONDS: a
+    blackhole, where only the clients' own timeouts tell them. They ride it out: a line
+    when it is lost and one when it is back, the node serves on, the run completes.
+
+    Longer cuts: `REGBOT_FAULT_CUT_SECONDS=150 pytest tests/test_faults.py -k network_cut`
+    (`once` is given an outage limit of the cut plus a minute; the nodes need none)."""
+    relay = TcpRelay(own_redis.port)
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        image = images.build_image(layers=2, layer_size=3 * MIB, seed=871)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config, redis=relay.url("redis", "/0"))
+        nodes.env = dict(nodes.env, REGBOT_OUTAGE_LIMIT=str(max(60.0, CUT_SECONDS + 60)))
+        node = nodes.start("solo", transfers=2)
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        transfer_in_progress(nodes, run)
+        relay.cut_for(CUT_SECONDS)
+
+        out, err = run.communicate(timeout=120 + 2 * CUT_SECONDS)
+        assert node.alive(), nodes.logs()
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out, out + err
+        expect_complete(registry2.host, repo, "v1", image)
+        assert relay.held > 0  # the cut did hold connections
+        # `once` said it once when Redis went and once when it came back (it also relays
+        # the node's lines, which name Redis without the scheme)
+        assert len(re.findall(r'msg="lost Redis at redis://\S+, waiting up to', err)) == 1, err
+        assert len(re.findall(r'msg="Redis at redis://\S+ is back after', err)) == 1, err
+        # and so did each pool process of the node that ran into it: one line each
+        log = node.log_text()
+        lost = re.findall(r'msg="lost Redis at \S+, waiting for it to come back', log)
+        back = re.findall(r'msg="Redis at \S+ is back after', log)
+        assert 1 <= len(lost) <= 3 and len(back) == len(lost), nodes.logs()  # 1 + 2 processes
+        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+        assert "Worker no longer serves" not in log, nodes.logs()
+
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+        assert "Worker exited" not in node.log_text() and node.alive()
+    finally:
+        front.stop()
+        relay.stop()
 
 
 def test_once_gives_up_in_one_line_after_its_outage_limit(tmp_path, registry, registry2, repo,
