@@ -381,6 +381,39 @@ def test_a_network_cut_between_the_cluster_and_redis(tmp_path, registry, registr
         relay.stop()
 
 
+@pytest.mark.timeout(240 + 3 * CUT_SECONDS)
+def test_idle_nodes_ride_out_a_network_cut(tmp_path, registry, registry2, repo, cluster,
+                                           own_redis):
+    """Nodes waiting for work (their consumers in BRPOP on a connection that goes
+    silent) through a cut of CUT_SECONDS: they reconnect once it is over, in a line each
+    way per Celery process, and take the next run. (The consumer's lost line comes when
+    the cut ends: Celery's worker heartbeat, sent from its event loop, retries its
+    publish until the broker answers, so the loop waits there meanwhile.)"""
+    relay = TcpRelay(own_redis.port)
+    try:
+        image = images.build_image(layers=2, layer_size=MIB, seed=881)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", registry.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config, redis=relay.url("redis", "/0"))
+        node = nodes.start("solo", transfers=2)
+        nodes.wait_ready()
+        time.sleep(1)  # the consumers are in BRPOP now
+
+        relay.cut_for(CUT_SECONDS)
+        proc = nodes.once(timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr + nodes.logs()
+        assert "status=ok" in proc.stdout and "blobs-copied=3" in proc.stdout, proc.stdout
+        expect_complete(registry2.host, repo, "v1", image)
+        assert node.transfers_done() == 2 and node.alive(), nodes.logs()
+        log = node.log_text()
+        assert "Worker exited" not in log and "Worker no longer serves" not in log, log
+        assert log.count("consumer: Connection to broker lost") <= 2, log  # one per process
+        assert log.count("Connected to redis://") >= 2 + log.count("Connection to broker lost")
+    finally:
+        relay.stop()
+
+
 def test_once_gives_up_in_one_line_after_its_outage_limit(tmp_path, registry, registry2, repo,
                                                           cluster, own_redis):
     front = FaultFront(registry, bandwidth=1_000_000)
