@@ -414,6 +414,52 @@ def test_idle_nodes_ride_out_a_network_cut(tmp_path, registry, registry2, repo, 
         relay.stop()
 
 
+@pytest.mark.timeout(240 + 3 * CUT_SECONDS)
+def test_a_network_cut_between_the_cluster_and_rabbitmq(tmp_path, registry, registry2, repo,
+                                                        cluster, own_rabbit):
+    """The broker (a private RabbitMQ) behind a relay that cuts the network for
+    half CUT_SECONDS while the first script's transfers run; the second script starts during
+    the cut. Results and shared state stay reachable (Redis, not cut). What the cut
+    swallows (an ack, the second script's transfer messages: AMQP publishes without
+    confirms) is made good: the run is delivered again and skipped by its guard, the
+    transfers are sent again once no node started them within the lease (10 s here)."""
+    relay = TcpRelay(own_rabbit.port)
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        first = images.build_image(layers=2, layer_size=3 * MIB, seed=891)
+        second = images.build_image(layers=2, layer_size=MIB, seed=892)
+        images.push_image(registry.host, repo, first, tag="v1")
+        images.push_image(registry.host, repo, second, tag="v2")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1", "v2"], script_each=True, transferMin=100_000)
+        nodes = cluster(config, broker=relay.url("amqp", "//", "guest:guest"))
+        node = nodes.start("solo", transfers=2, lease=10)
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        transfer_in_progress(nodes, run)
+        relay.cut_for(CUT_SECONDS / 2)
+
+        out, err = run.communicate(timeout=120 + 2 * CUT_SECONDS)
+        assert node.alive(), nodes.logs()
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out, out + err
+        expect_complete(registry2.host, repo, "v1", first)
+        expect_complete(registry2.host, repo, "v2", second)
+        log = node.log_text()
+        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+        assert "Worker no longer serves" not in log, nodes.logs()
+        assert log.count("consumer: Connection to broker lost") <= 2, log  # one per process
+        assert log.count("succeeded") == 6, log  # 2 scripts, 4 transfers: each once
+
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+    finally:
+        front.stop()
+        relay.stop()
+
+
 def test_once_gives_up_in_one_line_after_its_outage_limit(tmp_path, registry, registry2, repo,
                                                           cluster, own_redis):
     front = FaultFront(registry, bandwidth=1_000_000)
