@@ -42,11 +42,11 @@ from regbot.types.ref import Reference
 from tests.support import images as im
 from tests.support.fronts import FaultFront
 from tests.support.registry import free_port
-from workers import context, jobs
+from workers import context, jobs, liveness
 from workers.app import app_config, create_app
 from workers.executor import CeleryExecutor, UnitFailed, rebuild_error
 from workers.launcher import NodeOptions, _Node, worker_commands, worker_env
-from workers.liveness import Health, Heartbeat, read_health
+from workers.liveness import Health, Heartbeat, HeartbeatWatch
 from workers.logstream import RunFollower, RunStream, StreamProgress, relay_logs
 from workers.settings import (
     QUEUE_SCRIPTS,
@@ -217,20 +217,23 @@ def test_node_runs_one_worker_per_queue(tmp_path):
 
 def test_heartbeat_file_says_serving_then_stopping_and_goes_stale(tmp_path):
     path = tmp_path / "transfers"
-    assert read_health(path) is Health.STARTING  # nothing written yet
-    beat = Heartbeat(path, every=0.05)
+    watch = HeartbeatWatch(path, stale_after=10)
+    assert watch.health(0) is Health.STARTING  # nothing written yet
+    beat = Heartbeat(path, every=3600)  # written once, at start
     beat.start()
-    assert read_health(path) is Health.SERVING
-    assert read_health(path, now=time.time() + 3600) is Health.HUNG  # not rewritten for long
+    assert watch.health(100) is Health.SERVING
+    assert watch.health(105) is Health.SERVING
+    assert watch.health(111) is Health.HUNG  # unchanged for more than 10 s of our clock
     beat.stopping()
-    assert read_health(path) is Health.STOPPING
+    assert watch.health(112) is Health.STOPPING
 
 
-def test_launcher_ends_and_restarts_a_process_whose_heartbeat_stopped(tmp_path):
+def test_launcher_ends_and_restarts_a_process_whose_heartbeat_stopped(tmp_path, monkeypatch):
     """A real child whose heartbeat is old (a hung main process): told to stop cold after
     the grace period (SIGQUIT ends this one), then started again after the backoff."""
     hung = ("import os, pathlib, time; p = pathlib.Path(os.environ['REGBOT_HEARTBEAT_FILE']); "
-            "p.write_text('serving'); os.utime(p, (1, 1)); time.sleep(60)")
+            "p.write_text('serving'); time.sleep(60)")
+    monkeypatch.setattr(liveness, "STALE_AFTER", 0.5)
     settings = ClusterSettings("redis://h:6379/0", "redis://h:6379/0", "redis://h:6379/0")
     opts = NodeOptions(config_path="regbot.yml", settings=settings, parallel=1,
                        node_name="n1", grace=0.2)

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from regbot import metrics
 from regbot.logs import get_logger, log_fields
-from workers.liveness import Health, read_health
+from workers.liveness import Health, HeartbeatWatch
 from workers.settings import (
     ENV_CONFIG,
     ENV_HEARTBEAT,
@@ -200,7 +200,7 @@ class _Worker:
     restart_at: float | None = None  # monotonic time of the next start, after a crash
     backoff: float = RESTART_BACKOFF[0]
     exits: list[float] = field(default_factory=list)  # monotonic times of recent crashes
-    heartbeat: Path | None = None  # its liveness file (workers/liveness.py)
+    heartbeat: HeartbeatWatch | None = None  # its liveness file (workers/liveness.py)
     ending_since: float | None = None  # monotonic: seen no longer serving, unasked
     ending: str = ""  # why
     escalated: int = 0  # of its own ending: 1 told to stop cold, 2 killed
@@ -229,9 +229,10 @@ class _Node:
                    cluster=self.opts.settings.describe())
         env = self.env
         if self.heartbeats is not None:
-            worker.heartbeat = self.heartbeats / queue
-            worker.heartbeat.unlink(missing_ok=True)  # the last process's word is not this one's
-            env = {**env, ENV_HEARTBEAT: str(worker.heartbeat)}
+            path = self.heartbeats / queue
+            path.unlink(missing_ok=True)  # the last process's word is not this one's
+            worker.heartbeat = HeartbeatWatch(path)
+            env = {**env, ENV_HEARTBEAT: str(path)}
         worker.proc = subprocess.Popen(argv, env=env)
         worker.started = time.monotonic()
         worker.restart_at = None
@@ -311,7 +312,7 @@ class _Node:
         KILL_AFTER later; it is restarted when it has exited."""
         assert worker.proc is not None
         if worker.ending_since is None:
-            health = read_health(worker.heartbeat) if worker.heartbeat else Health.STARTING
+            health = worker.heartbeat.health(now) if worker.heartbeat else Health.STARTING
             if health not in (Health.STOPPING, Health.HUNG):
                 return
             worker.ending_since = now

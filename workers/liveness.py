@@ -42,19 +42,29 @@ def write_state(path: Path, state: str) -> None:
     os.replace(tmp, path)
 
 
-def read_health(path: Path, now: float | None = None,
-                stale_after: float = STALE_AFTER) -> Health:
-    """What the heartbeat file at `path` says (`now` is wall-clock time)."""
-    try:
-        state = path.read_text().strip()
-        written = path.stat().st_mtime
-    except FileNotFoundError:
-        return Health.STARTING
-    if state == STOPPING:
-        return Health.STOPPING
-    if (time.time() if now is None else now) - written > stale_after:
-        return Health.HUNG
-    return Health.SERVING
+class HeartbeatWatch:
+    """The launcher's side, for one process's file. Staleness is judged by the launcher's
+    own monotonic clock (how long the file has not changed), so a jump of the wall clock
+    never reads as a hang."""
+
+    def __init__(self, path: Path, stale_after: float | None = None) -> None:
+        self.path = path
+        self.stale_after = STALE_AFTER if stale_after is None else stale_after
+        self._written: int | None = None  # the file's last mtime seen (ns)
+        self._seen_at = 0.0  # monotonic time it was first seen
+
+    def health(self, now: float) -> Health:
+        """What the file says at monotonic time `now`."""
+        try:
+            state = self.path.read_text().strip()
+            written = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return Health.STARTING
+        if state == STOPPING:
+            return Health.STOPPING
+        if written != self._written:
+            self._written, self._seen_at = written, now
+        return Health.HUNG if now - self._seen_at > self.stale_after else Health.SERVING
 
 
 class Heartbeat:
