@@ -50,6 +50,7 @@ __all__ = [
     "LimitTimeout",
     "Limits",
     "Lock",
+    "StoreOutage",
     "describe_store",
     "store_from_url",
 ]
@@ -66,14 +67,26 @@ RATELIMIT_TTL = 6 * 3600  # registries count pulls over 6 h windows (RateLimit-L
 # by this process wakes its local waiters at once.
 _POLL_MIN = 0.01
 _POLL_MAX = 0.2
+_OUTAGE_PAUSE = 1.0  # seconds between two tries while the store is unreachable
 
 # --- stores ----------------------------------------------------------------------------
+
+# How every Redis client of a cluster (this store, Celery's broker and result backend,
+# workers/app.py) notices a connection that went silent: a network cut sends no RST, so
+# only a timeout tells. No command of regbot blocks on the server for more than 2 s.
+SOCKET_TIMEOUT = 5.0  # seconds a reply may take before the connection counts as dead
+CONNECT_TIMEOUT = 5.0
+HEALTH_CHECK_INTERVAL = 10  # seconds idle after which a connection is PINGed before use
+
 
 def store_from_url(url: str, *, retries: int = 6) -> redis.Redis:
     """A Redis client for `redis://…`/`rediss://…`/`unix://…`.
 
-    Connection failures are retried with exponential backoff (about 5 s in all with the
-    default `retries`), enough to ride out a Redis restart or a failover.
+    A refused or reset connection is retried with exponential backoff (about 5 s in all
+    with the default `retries`), enough to ride out a Redis restart or a failover. A reply
+    that does not come within SOCKET_TIMEOUT is not retried here: the connection is
+    dropped (the next call makes a new one) and the caller learns of the outage within
+    seconds, to wait it out at its own level (Limits' outage_limit, the executor, `once`).
     """
     import redis
     from redis.backoff import ExponentialBackoff
@@ -81,12 +94,12 @@ def store_from_url(url: str, *, retries: int = 6) -> redis.Redis:
 
     return redis.Redis.from_url(
         url,
-        socket_timeout=10,
-        socket_connect_timeout=5,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=CONNECT_TIMEOUT,
         socket_keepalive=True,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries,
+                    supported_errors=(redis.ConnectionError,)),
     )
 
 
@@ -174,11 +187,18 @@ class Limits:
 
     `store` is a Redis client (a cluster: every node on the same Redis) or a LimitStore
     (`Limits.in_memory()`: an embedded run).
+
+    `outage_limit` (seconds, default 0: none): taking a slot, a lock or a claim waits out a
+    store that cannot be reached (a restart, a network cut) for up to this long, one line
+    when it is lost and one when it is back, before it fails with LimitError. A worker
+    node sets it (workers/context.py), so its transfers pause through an outage instead
+    of failing; renewals, releases and reads never wait.
     """
 
     def __init__(
         self, store: redis.Redis | LimitStore, prefix: str = DEFAULT_PREFIX, *,
         lease: float = DEFAULT_LEASE, claim_ttl: float = DEFAULT_CLAIM_TTL,
+        outage_limit: float = 0.0,
     ) -> None:
         if lease <= 0 or claim_ttl <= 0:
             raise ValueError("lease and claim_ttl must be positive")
@@ -186,10 +206,12 @@ class Limits:
         self.keys = Keys(prefix)
         self.lease = lease
         self.claim_ttl = claim_ttl
+        self.outage_limit = outage_limit
         self._redis = None if is_limit_store(store) else store
         self._ops: LimitStore = store if is_limit_store(store) else RedisStore(store)
         self._where = self._ops.where
-        self._renewer = _Renewer()
+        self.outage = StoreOutage(self._where)
+        self._renewer = _Renewer(self.outage)
         self._wakeups = _Wakeups()
         self._gates = _LocalGates()
 
@@ -315,14 +337,31 @@ class Limits:
     def _call(self, fn: Callable, *args, **kwargs):
         """Run one store command or script; store failures become a one-line LimitError."""
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except StoreError as exc:
             raise LimitError(f"limits store {self._where}: {exc}") from exc
+        self.outage.ok()
+        return result
+
+    def _riding(self, fn: Callable, *args):
+        """`fn(*args)`, tried again while the store is unreachable, for up to
+        `outage_limit` seconds of outage (then its LimitError is raised)."""
+        while True:
+            try:
+                result = fn(*args)
+            except LimitTimeout:
+                raise
+            except LimitError as exc:
+                if not self.outage.wait_out(exc, self.outage_limit):
+                    raise
+                time.sleep(_OUTAGE_PAUSE)
+                continue
+            return result
 
     def _wait(self, attempt: Callable[[], bool], wake_key: str, deadline: _Deadline) -> bool:
         """Call `attempt` until it succeeds (True) or the deadline passes (False)."""
         delay = _POLL_MIN
-        while not attempt():
+        while not self._riding(attempt):
             remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
                 return False
@@ -366,8 +405,8 @@ class Limits:
         interval_us = max(1, round(1_000_000 / per_sec))
         remaining = deadline.remaining()
         longest_us = -1 if remaining is None else max(0, int(remaining * 1_000_000))
-        wait_us = self._call(self._ops.rate_reserve, self.keys.request_rate(host),
-                             interval_us, longest_us)
+        wait_us = self._riding(self._call, self._ops.rate_reserve,
+                               self.keys.request_rate(host), interval_us, longest_us)
         if wait_us < 0:
             raise LimitTimeout(
                 f"request rate for {host}: no start free within {deadline.timeout:g}s"
@@ -383,7 +422,8 @@ class Limits:
         try:
             self._call(self._ops.semaphore_release, key, token)
         except LimitError as exc:
-            log.warning("%s; the slot frees itself within %gs", exc, self.lease)
+            self.outage.note(exc)  # the slot frees itself within its lease
+            log.debug("%s; the slot frees itself within %gs", exc, self.lease)
         self._wakeups.notify(key, one=True)
 
     def _lock_acquire(self, key: str, token: str, ttl_ms: int) -> bool:
@@ -458,7 +498,8 @@ class Lock:
         try:
             self._limits._lock_release(self._key, self._token)
         except LimitError as exc:
-            log.warning("%s; lock %s frees itself within %gs", exc, self.name, self.ttl)
+            self._limits.outage.note(exc)  # the lock frees itself within its ttl
+            log.debug("%s; lock %s frees itself within %gs", exc, self.name, self.ttl)
 
     def keep_alive(self) -> None:
         """After acquire: extend the lease every ttl/3 in a background thread until
@@ -493,6 +534,45 @@ class Lock:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+class StoreOutage:
+    """A process's view of its store being unreachable, shared by everything in it that
+    uses the store (slots, locks, renewals, run streams, transfer events): the first
+    failure of an outage is logged, and its end, once each, however many calls failed
+    or waited meanwhile. Details of each failure go to the debug log."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.since: float | None = None  # monotonic start of the outage
+        self._lock = threading.Lock()
+
+    def note(self, exc: BaseException) -> float:
+        """A call failed for the store; seconds the outage has lasted."""
+        cause = " ".join(str(exc.__cause__ or exc).split()) or type(exc).__name__
+        with self._lock:
+            now = time.monotonic()
+            if self.since is None:
+                self.since = now
+                log.warning("lost Redis at %s, waiting for it to come back: %s",
+                            self.where, cause)
+            else:
+                log.debug("Redis at %s still unreachable: %s", self.where, cause)
+            return now - self.since
+
+    def wait_out(self, exc: BaseException, limit: float) -> bool:
+        """Whether a call that failed should wait and try again (within `limit` s)."""
+        return limit > 0 and self.note(exc) < limit
+
+    def ok(self) -> None:
+        """A call got through: the outage, if any, is over."""
+        if self.since is None:  # the common case, without the lock
+            return
+        with self._lock:
+            if self.since is not None:
+                log.warning("Redis at %s is back after %.1fs", self.where,
+                            time.monotonic() - self.since)
+                self.since = None
 
 
 def _ms(seconds: float) -> int:
@@ -603,7 +683,8 @@ class _Renewer:
     """One daemon thread per Limits that renews every lease this process holds; it runs
     only while there is something to renew."""
 
-    def __init__(self) -> None:
+    def __init__(self, outage: StoreOutage) -> None:
+        self._outage = outage
         self._reset()
 
     def _reset(self) -> None:
@@ -658,7 +739,10 @@ class _Renewer:
             for job_id, job in due:
                 try:
                     keep = job.renew()
-                except Exception as exc:  # a store hiccup: try again next round
+                except LimitError as exc:  # the store is away: try again next round
+                    self._outage.note(exc)
+                    keep = True
+                except Exception as exc:
                     log.warning("renewing a lease failed, retrying in %.1fs: %s", job.interval, exc)
                     keep = True
                 if not keep:

@@ -1,6 +1,8 @@
 """A cluster that survives its own infrastructure: real worker nodes, a private
 redis-server of each test's own (stopped and started again on the same port, with or
-without its data), real registries, a throttled source front so a transfer is surely in
+without its data) or reached through a relay that cuts the network (tests/support/relay.py),
+a private rabbitmq-server for the broker test (skipped when rabbitmq-server is not
+installed), real registries, a throttled source front so a transfer is surely in
 flight when the test strikes. Default settings unless a test says otherwise: no
 visibility timeout, no short lease.
 
@@ -20,10 +22,16 @@ from pathlib import Path
 import pytest
 
 from tests.support import images
-from tests.support.celery_cluster import NodeSet, WorkerNode, transfer_in_progress
+from tests.support.celery_cluster import (
+    NodeSet,
+    WorkerNode,
+    find_rabbitmq,
+    transfer_in_progress,
+)
 from tests.support.fronts import FaultFront
 from tests.support.processes import REPO_ROOT, child_pids, regbot_env, spawn, stop_process
 from tests.support.redis_server import REDIS_BINARY, start_redis
+from tests.support.relay import TcpRelay
 
 pytestmark = [pytest.mark.timeout(240),
               pytest.mark.skipif(REDIS_BINARY is None, reason="redis-server is not installed")]
@@ -43,11 +51,25 @@ def own_redis():
 
 
 @pytest.fixture
+def own_rabbit():
+    """A rabbitmq-server of this test alone (never the system's): the test may stop and
+    restart it."""
+    server, why = find_rabbitmq(private=True)
+    if server is None:
+        pytest.skip(f"no private RabbitMQ for the broker fault test: {why}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def cluster(tmp_path, own_redis):
+    """Make a NodeSet on `own_redis` (or on `redis`, e.g. a relay to it), the broker too
+    unless `broker` names another."""
     made: list[NodeSet] = []
 
-    def make(config: Path) -> NodeSet:
-        nodes = NodeSet(tmp_path / f"cluster{len(made)}", config, own_redis.url, own_redis.url)
+    def make(config: Path, broker: str | None = None, redis: str | None = None) -> NodeSet:
+        redis = redis or own_redis.url
+        nodes = NodeSet(tmp_path / f"cluster{len(made)}", config, broker or redis, redis)
         made.append(nodes)
         return nodes
 
@@ -57,15 +79,19 @@ def cluster(tmp_path, own_redis):
 
 
 def write_config(path: Path, src: str, dst: str, repo: str, tags: list[str],
-                 **defaults: object) -> Path:
+                 *, script_each: bool = False, **defaults: object) -> Path:
+    """Script `mirror` copies every tag; with `script_each`, script `mirror-TAG` one tag
+    each (with `parallel: 1` a node runs them one after the other)."""
     lines = ["version: 1", "creds:",
              "  - registry: src.test", f"    hostname: {src}", "    tls: disabled",
              "  - registry: dst.test", f"    hostname: {dst}", "    tls: disabled",
              "defaults:", "  parallel: 1"]
     lines += [f"  {key}: {value}" for key, value in defaults.items()]
-    lines += ["scripts:", "  - name: mirror", "    script: |"]
-    lines += [f'      image.copy("src.test/{repo}:{tag}", "dst.test/{repo}:{tag}")'
-              for tag in tags]
+    lines += ["scripts:"]
+    for names in ([[tag] for tag in tags] if script_each else [tags]):
+        lines += [f"  - name: mirror{'-' + names[0] if script_each else ''}", "    script: |"]
+        lines += [f'      image.copy("src.test/{repo}:{tag}", "dst.test/{repo}:{tag}")'
+                  for tag in names]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -152,6 +178,62 @@ def test_a_killed_celery_process_is_restarted_and_the_node_serves_on(
         front.stop()
 
 
+def test_a_celery_process_shutting_down_on_its_own_is_replaced(tmp_path, registry, registry2,
+                                                               repo, cluster):
+    """A Celery worker that begins a warm shutdown nobody asked for (here a SIGTERM sent to
+    it, not to the node; seen after outages from Celery itself) would wait for its running
+    transfer and then serve nothing: the launcher ends it cold after --grace and restarts
+    it, and the transfer it dropped is sent again once its lease lapsed."""
+    front = FaultFront(registry, bandwidth=1_000_000)  # about 8 s for the layer
+    try:
+        image = images.build_image(layers=1, layer_size=8 * MIB, seed=861)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config)
+        node = nodes.start("solo", transfers=1, lease=10, extra=("--grace", "2"))
+        nodes.wait_ready()
+        scripts_pid = celery_pid(node, "scripts")
+
+        run = nodes.once_async()
+        try:
+            transfer_in_progress(nodes, run)
+            stray = celery_pid(node, "transfers")
+            os.kill(stray, signal.SIGTERM)
+            wait_until("a new transfers worker", lambda: ready_count(node, "transfers") == 2,
+                       40, nodes)
+            out, err = run.communicate(timeout=90)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out, out
+        expect_complete(registry2.host, repo, "v1", image)
+
+        log = node.log_text()
+        assert node.alive(), nodes.logs()
+        assert log.count('msg="Worker no longer serves, ending it" queue=transfers '
+                         'why="began a shutdown nobody asked for" cold-in=2s') == 1, log
+        assert 'msg="Worker exited, restarting it" queue=transfers' in log, log
+        assert celery_pid(node, "transfers") != stray
+        assert celery_pid(node, "scripts") == scripts_pid  # the other one was left alone
+        assert node.transfers_done() == 1, log  # the unit, redone by the new process
+
+        # and the node serves a following run through its new transfers process
+        more = images.build_image(layers=1, layer_size=MIB, seed=862)
+        images.push_image(registry.host, repo, more, tag="v2")
+        write_config(config, registry.host, registry2.host, repo, ["v2"], transferMin=100_000)
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=2" in again.stdout, again.stdout
+        expect_complete(registry2.host, repo, "v2", more)
+        assert node.transfers_done() == 2, nodes.logs()
+        assert node.log_text().count("Worker exited") == 1, nodes.logs()
+    finally:
+        front.stop()
+
+
 # --- Redis goes away ---------------------------------------------------------------------------
 
 
@@ -180,9 +262,10 @@ def test_redis_restarted_mid_transfer(tmp_path, registry, registry2, repo, clust
         assert run.returncode == 0, out + err + nodes.logs()
         assert "status=ok" in out
         expect_complete(registry2.host, repo, "v1", image)
-        # `once` said it once when Redis went and once when it came back
-        assert len(re.findall(r'msg="lost Redis at \S+, waiting up to 60s', err)) == 1, err
-        assert len(re.findall(r'msg="Redis at \S+ is back after', err)) == 1, err
+        # `once` said it once when Redis went and once when it came back (the node's own
+        # lines, relayed, name Redis without the scheme)
+        assert len(re.findall(r'msg="lost Redis at redis://\S+, waiting up to 60s', err)) == 1, err
+        assert len(re.findall(r'msg="Redis at redis://\S+ is back after', err)) == 1, err
         # the node rode it out: neither Celery process died, kombu did not crash
         log = node.log_text()
         assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
@@ -194,6 +277,187 @@ def test_redis_restarted_mid_transfer(tmp_path, registry, registry2, repo, clust
         assert "Worker exited" not in node.log_text() and node.alive()
     finally:
         front.stop()
+
+
+def test_rabbitmq_restarted_mid_transfer(tmp_path, registry, registry2, repo, cluster,
+                                         own_rabbit):
+    """The broker is a private RabbitMQ (results, limits and streams on a private Redis),
+    stopped and started again on the same port while the first script's transfers run;
+    the second script, waiting on the broker meanwhile, runs and sends its transfers
+    once it is back."""
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        first = images.build_image(layers=2, layer_size=3 * MIB, seed=851)
+        second = images.build_image(layers=2, layer_size=MIB, seed=852)
+        images.push_image(registry.host, repo, first, tag="v1")
+        images.push_image(registry.host, repo, second, tag="v2")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1", "v2"], script_each=True, transferMin=100_000)
+        nodes = cluster(config, broker=own_rabbit.url)
+        node = nodes.start("solo", transfers=2)
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        transfer_in_progress(nodes, run)
+        own_rabbit.halt()
+        own_rabbit.resume()
+
+        out, err = run.communicate(timeout=150)
+        assert node.alive(), nodes.logs()
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out, out + err
+        expect_complete(registry2.host, repo, "v1", first)
+        expect_complete(registry2.host, repo, "v2", second)
+        log = node.log_text()
+        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+        assert "Warm shutdown" not in log, nodes.logs()
+        # each Celery process said it lost the broker once, and connected again
+        assert log.count("consumer: Connection to broker lost") <= 2, nodes.logs()
+        assert log.count("Connected to amqp://") >= 4, nodes.logs()
+
+        # the node goes on serving: a rerun, nothing restarted, finds everything in place
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+        assert "Worker exited" not in node.log_text() and node.alive()
+    finally:
+        front.stop()
+
+
+# REGBOT_FAULT_CUT_SECONDS=300 makes the network cut last five minutes (default 20 s).
+CUT_SECONDS = float(os.environ.get("REGBOT_FAULT_CUT_SECONDS") or 20)
+
+
+@pytest.mark.timeout(240 + 3 * CUT_SECONDS)
+def test_a_network_cut_between_the_cluster_and_redis(tmp_path, registry, registry2, repo,
+                                                     cluster, own_redis):
+    """Every connection of the node and of `once` to Redis (broker, result backend, shared
+    state) goes through a relay that cuts the network mid-transfer for CUT_SECONDS: a
+    blackhole, where only the clients' own timeouts tell them. They ride it out: a line
+    when it is lost and one when it is back, the node serves on, the run completes.
+
+    Longer cuts: `REGBOT_FAULT_CUT_SECONDS=150 pytest tests/test_faults.py -k network_cut`
+    (`once` is given an outage limit of the cut plus a minute; the nodes need none)."""
+    relay = TcpRelay(own_redis.port)
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        image = images.build_image(layers=2, layer_size=3 * MIB, seed=871)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config, redis=relay.url("redis", "/0"))
+        nodes.env = dict(nodes.env, REGBOT_OUTAGE_LIMIT=str(max(60.0, CUT_SECONDS + 60)))
+        node = nodes.start("solo", transfers=2)
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        transfer_in_progress(nodes, run)
+        relay.cut_for(CUT_SECONDS)
+
+        out, err = run.communicate(timeout=120 + 2 * CUT_SECONDS)
+        assert node.alive(), nodes.logs()
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out, out + err
+        expect_complete(registry2.host, repo, "v1", image)
+        assert relay.held > 0  # the cut did hold connections
+        # `once` said it once when Redis went and once when it came back (it also relays
+        # the node's lines, which name Redis without the scheme)
+        assert len(re.findall(r'msg="lost Redis at redis://\S+, waiting up to', err)) == 1, err
+        assert len(re.findall(r'msg="Redis at redis://\S+ is back after', err)) == 1, err
+        # and so did each pool process of the node that ran into it: one line each
+        log = node.log_text()
+        lost = re.findall(r'msg="lost Redis at \S+, waiting for it to come back', log)
+        back = re.findall(r'msg="Redis at \S+ is back after', log)
+        assert 1 <= len(lost) <= 3 and len(back) == len(lost), nodes.logs()  # 1 + 2 processes
+        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+        assert "Worker no longer serves" not in log, nodes.logs()
+
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+        assert "Worker exited" not in node.log_text() and node.alive()
+    finally:
+        front.stop()
+        relay.stop()
+
+
+@pytest.mark.timeout(240 + 3 * CUT_SECONDS)
+def test_idle_nodes_ride_out_a_network_cut(tmp_path, registry, registry2, repo, cluster,
+                                           own_redis):
+    """Nodes waiting for work (their consumers in BRPOP on a connection that goes
+    silent) through a cut of CUT_SECONDS: they reconnect once it is over, in a line each
+    way per Celery process, and take the next run. (The consumer's lost line comes when
+    the cut ends: Celery's worker heartbeat, sent from its event loop, retries its
+    publish until the broker answers, so the loop waits there meanwhile.)"""
+    relay = TcpRelay(own_redis.port)
+    try:
+        image = images.build_image(layers=2, layer_size=MIB, seed=881)
+        images.push_image(registry.host, repo, image, tag="v1")
+        config = write_config(tmp_path / "regbot.yml", registry.host, registry2.host, repo,
+                              ["v1"], transferMin=100_000)
+        nodes = cluster(config, redis=relay.url("redis", "/0"))
+        node = nodes.start("solo", transfers=2)
+        nodes.wait_ready()
+        time.sleep(1)  # the consumers are in BRPOP now
+
+        relay.cut_for(CUT_SECONDS)
+        proc = nodes.once(timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr + nodes.logs()
+        assert "status=ok" in proc.stdout and "blobs-copied=3" in proc.stdout, proc.stdout
+        expect_complete(registry2.host, repo, "v1", image)
+        assert node.transfers_done() == 2 and node.alive(), nodes.logs()
+        log = node.log_text()
+        assert "Worker exited" not in log and "Worker no longer serves" not in log, log
+        assert log.count("consumer: Connection to broker lost") <= 2, log  # one per process
+        assert log.count("Connected to redis://") >= 2 + log.count("Connection to broker lost")
+    finally:
+        relay.stop()
+
+
+@pytest.mark.timeout(240 + 3 * CUT_SECONDS)
+def test_a_network_cut_between_the_cluster_and_rabbitmq(tmp_path, registry, registry2, repo,
+                                                        cluster, own_rabbit):
+    """The broker (a private RabbitMQ) behind a relay that cuts the network for
+    half CUT_SECONDS while the first script's transfers run; the second script starts during
+    the cut. Results and shared state stay reachable (Redis, not cut). What the cut
+    swallows (an ack, the second script's transfer messages: AMQP publishes without
+    confirms) is made good: the run is delivered again and skipped by its guard, the
+    transfers are sent again once no node started them within the lease (10 s here)."""
+    relay = TcpRelay(own_rabbit.port)
+    front = FaultFront(registry, bandwidth=1_000_000)
+    try:
+        first = images.build_image(layers=2, layer_size=3 * MIB, seed=891)
+        second = images.build_image(layers=2, layer_size=MIB, seed=892)
+        images.push_image(registry.host, repo, first, tag="v1")
+        images.push_image(registry.host, repo, second, tag="v2")
+        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                              ["v1", "v2"], script_each=True, transferMin=100_000)
+        nodes = cluster(config, broker=relay.url("amqp", "//", "guest:guest"))
+        node = nodes.start("solo", transfers=2, lease=10)
+        nodes.wait_ready()
+
+        run = nodes.once_async()
+        transfer_in_progress(nodes, run)
+        relay.cut_for(CUT_SECONDS / 2)
+
+        out, err = run.communicate(timeout=120 + 2 * CUT_SECONDS)
+        assert node.alive(), nodes.logs()
+        assert run.returncode == 0, out + err + nodes.logs()
+        assert "status=ok" in out, out + err
+        expect_complete(registry2.host, repo, "v1", first)
+        expect_complete(registry2.host, repo, "v2", second)
+        log = node.log_text()
+        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+        assert "Worker no longer serves" not in log, nodes.logs()
+        assert log.count("consumer: Connection to broker lost") <= 2, log  # one per process
+        assert log.count("succeeded") == 6, log  # 2 scripts, 4 transfers: each once
+
+        again = nodes.once(timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+    finally:
+        front.stop()
+        relay.stop()
 
 
 def test_once_gives_up_in_one_line_after_its_outage_limit(tmp_path, registry, registry2, repo,

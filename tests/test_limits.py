@@ -22,6 +22,7 @@ from regbot.limits import Limits, store_from_url
 from regbot.limitstore import MemoryStore, RedisStore
 from regbot.types.ratelimit import RateLimit
 from tests.support.registry import free_port
+from tests.support.relay import TcpRelay
 
 DIGEST = "sha256:" + "ab" * 32
 HOST = "registry.example.com:5000"
@@ -123,10 +124,12 @@ def test_store_from_url_settings(redis_server):
     client = store_from_url(redis_server.url, retries=4)
     try:
         kwargs = client.connection_pool.connection_kwargs
-        assert kwargs["socket_timeout"] == 10
+        # a silent connection is noticed within seconds (regbot/limits.py SOCKET_TIMEOUT)
+        assert kwargs["socket_timeout"] == 5
         assert kwargs["socket_connect_timeout"] == 5
-        assert kwargs["health_check_interval"] == 30
-        assert client.get_retry()._retries == 4
+        assert kwargs["socket_keepalive"] is True
+        assert kwargs["health_check_interval"] == 10
+        assert client.get_retry().get_retries() == 4
         assert client.ping()
     finally:
         client.close()
@@ -150,6 +153,74 @@ def test_unreachable_store_is_one_line_limit_error_without_password():
         assert "hunter2" not in message and "bob" not in message
         assert "\n" not in message
     assert "hunter2" not in repr(limits)
+
+
+def test_a_silent_connection_times_out_and_the_next_call_reconnects(redis_server):
+    """Through a relay that cuts the network (no RST, no FIN): a call fails with a
+    timeout instead of hanging, and once the cut is over a new connection is made."""
+    relay = TcpRelay(redis_server.port)
+    client = store_from_url(relay.url("redis", "/0"), retries=1)
+    try:
+        assert client.ping()
+        relay.cut()
+        with pytest.raises(redis.TimeoutError):
+            client.ping()
+        relay.restore()
+        assert client.ping()
+    finally:
+        client.close()
+        relay.stop()
+
+
+def test_slots_and_locks_wait_out_a_store_outage_in_one_line_each_way(redis_server, caplog):
+    relay = TcpRelay(redis_server.port)
+    client = store_from_url(relay.url("redis", "/0"), retries=1)
+    limits = Limits(client, f"t-{uuid.uuid4().hex[:8]}", outage_limit=60)
+    got: list[str] = []
+
+    def take() -> None:
+        with limits.request_slot("h", 2, 0):
+            got.append("slot")
+        lock = limits.lock("script", 5)
+        if lock.acquire():
+            got.append("lock")
+            lock.release()
+
+    try:
+        relay.cut()
+        threads = [threading.Thread(target=take) for _ in range(2)]
+        with caplog.at_level("WARNING", logger="regbot.limits"):
+            for thread in threads:
+                thread.start()
+            while limits.outage.since is None:  # both are waiting for the store now
+                time.sleep(0.05)
+            assert not got
+            relay.restore()
+            for thread in threads:
+                thread.join(timeout=60)
+        # both slots taken; the lock by one thread at least (the other may find it held)
+        assert got.count("slot") == 2 and got.count("lock") >= 1, got
+        lines = [r.getMessage() for r in caplog.records]
+        assert len([m for m in lines if m.startswith("lost Redis at")]) == 1, lines
+        assert len([m for m in lines if " is back after " in m]) == 1, lines
+        assert limits.stored_keys() == []  # nothing held is left behind
+    finally:
+        client.close()
+        relay.stop()
+
+
+def test_without_an_outage_limit_a_store_outage_fails_at_once(redis_server):
+    relay = TcpRelay(redis_server.port)
+    client = store_from_url(relay.url("redis", "/0"), retries=1)
+    limits = Limits(client, f"t-{uuid.uuid4().hex[:8]}")
+    try:
+        relay.cut()
+        with pytest.raises(LimitError, match="Timeout"):
+            limits.lock("script", 5).acquire()
+    finally:
+        relay.restore()
+        client.close()
+        relay.stop()
 
 
 # --- request and heavy slots -----------------------------------------------------------

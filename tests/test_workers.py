@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -46,10 +47,11 @@ from regbot.types.ref import Reference
 from tests.support import images as im
 from tests.support.fronts import FaultFront
 from tests.support.registry import free_port
-from workers import context, jobs
+from workers import context, jobs, liveness
 from workers.app import app_config, create_app
 from workers.executor import CeleryExecutor, UnitFailed, rebuild_error
-from workers.launcher import NodeOptions, worker_commands, worker_env
+from workers.launcher import NodeOptions, _Node, worker_commands, worker_env
+from workers.liveness import Health, Heartbeat, HeartbeatWatch
 from workers.logstream import RunFollower, RunStream, StreamProgress, relay_logs
 from workers.settings import (
     QUEUE_SCRIPTS,
@@ -216,6 +218,44 @@ def test_node_runs_one_worker_per_queue(tmp_path):
     assert env["REGBOT_LEASE"] == "5" and env["REGBOT_VISIBILITY_TIMEOUT"] == "30"
     only = NodeOptions(config_path="c", settings=settings, parallel=2, queues=["transfers"])
     assert [q for q, _ in worker_commands(only)] == ["transfers"]
+
+
+def test_heartbeat_file_says_serving_then_stopping_and_goes_stale(tmp_path):
+    path = tmp_path / "transfers"
+    watch = HeartbeatWatch(path, stale_after=10)
+    assert watch.health(0) is Health.STARTING  # nothing written yet
+    beat = Heartbeat(path, every=3600)  # written once, at start
+    beat.start()
+    assert watch.health(100) is Health.SERVING
+    assert watch.health(105) is Health.SERVING
+    assert watch.health(111) is Health.HUNG  # unchanged for more than 10 s of our clock
+    beat.stopping()
+    assert watch.health(112) is Health.STOPPING
+
+
+def test_launcher_ends_and_restarts_a_process_whose_heartbeat_stopped(tmp_path, monkeypatch):
+    """A real child whose heartbeat is old (a hung main process): told to stop cold after
+    the grace period (SIGQUIT ends this one), then started again after the backoff."""
+    hung = ("import os, pathlib, time; p = pathlib.Path(os.environ['REGBOT_HEARTBEAT_FILE']); "
+            "p.write_text('serving'); time.sleep(60)")
+    monkeypatch.setattr(liveness, "STALE_AFTER", 0.5)
+    settings = ClusterSettings("redis://h:6379/0", "redis://h:6379/0", "redis://h:6379/0")
+    opts = NodeOptions(config_path="regbot.yml", settings=settings, parallel=1,
+                       node_name="n1", grace=0.2)
+    node = _Node(opts, {}, tmp_path)
+    node.start("transfers", [sys.executable, "-c", hung])
+    worker = node.workers["transfers"]
+    first = worker.proc
+    try:
+        deadline = time.monotonic() + 20
+        while worker.proc is first or worker.proc is None:
+            assert time.monotonic() < deadline, "not restarted"
+            node._watch(worker, time.monotonic())
+            time.sleep(0.05)
+        assert first.returncode == -signal.SIGQUIT
+        assert worker.exits and worker.ending == ""  # a fresh process, nothing held against it
+    finally:
+        node.kill_all()
 
 
 # --- the script lock -------------------------------------------------------------------------

@@ -26,6 +26,9 @@ Settings, and why:
 - Broker connections are retried with backoff at start-up and after a loss, forever (a
   node rides out a Redis restart or a network cut); publishing retries a few times, then
   fails with an error instead of hanging (the script sending it waits and tries again).
+- A worker started by `regbot worker` keeps a heartbeat file for its launcher
+  (workers/liveness.py): the launcher ends and restarts a process that begins a shutdown
+  nobody asked for, or whose main process hangs.
 """
 
 from __future__ import annotations
@@ -33,14 +36,18 @@ from __future__ import annotations
 import logging
 import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 from kombu import Queue
 
+from regbot.limits import CONNECT_TIMEOUT, HEALTH_CHECK_INTERVAL, SOCKET_TIMEOUT
+from workers.liveness import Heartbeat
 from workers.settings import (
     DEFAULT_BROKER,
     DEFAULT_VISIBILITY_TIMEOUT,
+    ENV_HEARTBEAT,
     ENV_LOG_JSON,
     ENV_LOG_LEVEL,
     ENV_VISIBILITY,
@@ -54,6 +61,7 @@ from workers.settings import (
 )
 
 RESULT_TTL = timedelta(days=1)
+BROKER_HEALTH_CHECK = 5  # seconds (kombu's default 25: a cut would go unnoticed for ~50 s)
 # Redis calls of the result backend fail after about this many seconds of outage.
 _BACKEND_RETRY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5,
                   "interval_max": 2.0}
@@ -91,11 +99,13 @@ def app_config(settings: ClusterSettings, visibility_timeout: float | None = Non
         "broker_connection_timeout": 5.0,
         "task_publish_retry": True,
         "task_publish_retry_policy": _PUBLISH_RETRY,
-        "redis_socket_connect_timeout": 5.0,
-        "redis_socket_timeout": 30.0,
+        # The result backend notices a silent connection (a network cut) within seconds:
+        # a read gives up after SOCKET_TIMEOUT and one more try on a new connection.
+        "redis_socket_connect_timeout": CONNECT_TIMEOUT,
+        "redis_socket_timeout": SOCKET_TIMEOUT,
         "redis_retry_on_timeout": True,
         "redis_socket_keepalive": True,
-        "redis_backend_health_check_interval": 30,
+        "redis_backend_health_check_interval": HEALTH_CHECK_INTERVAL,
         "result_backend_transport_options": {"retry_policy": _BACKEND_RETRY},
         "worker_hijack_root_logger": True,
     }
@@ -110,10 +120,13 @@ def app_config(settings: ClusterSettings, visibility_timeout: float | None = Non
             # look for messages of dead consumers often enough to honour a short timeout
             "unacked_restore_interval": max(1, min(10, int(vt // 4))),
             "unacked_restore_throttle": 1,
-            "socket_timeout": 30.0,
-            "socket_connect_timeout": 5.0,
+            # A consumer's BRPOP on a silent connection is dropped and reconnected once
+            # its reply is BROKER_HEALTH_CHECK s overdue (kombu checks that often), any
+            # other broker command after SOCKET_TIMEOUT.
+            "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
             "socket_keepalive": True,
-            "health_check_interval": 30,
+            "health_check_interval": BROKER_HEALTH_CHECK,
         }
     return conf
 
@@ -123,7 +136,53 @@ def create_app(settings: ClusterSettings, visibility_timeout: float | None = Non
     """A Celery app on `settings`; `include_tasks` registers workers.tasks (workers only)."""
     app = Celery("regbot", include=["workers.tasks"] if include_tasks else [])
     app.conf.update(app_config(settings, visibility_timeout))
+    if include_tasks:
+        app.steps["worker"].add(HeartbeatStep)
     return app
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """The worker's heartbeat file for its launcher (workers/liveness.py), when the
+    launcher named one. Started after the pool, before the consumer; `close` comes first
+    in any shutdown (warm, cold, or Celery's own after an unrecoverable error), before
+    anything that may wait or hang."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        path = os.environ.get(ENV_HEARTBEAT)
+        self.heartbeat = Heartbeat(Path(path)) if path else None
+
+    def include_if(self, parent: Any) -> bool:
+        return self.heartbeat is not None
+
+    def start(self, parent: Any) -> None:
+        global _heartbeat
+        assert self.heartbeat is not None
+        _heartbeat = self.heartbeat
+        self.heartbeat.start()
+
+    def close(self, parent: Any) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stopping()
+
+    def stop(self, parent: Any) -> None:
+        self.close(parent)
+
+    def shutdown(self, parent: Any) -> None:
+        self.close(parent)
+
+
+_heartbeat: Heartbeat | None = None
+
+
+@signals.worker_shutting_down.connect
+def _shutting_down(**_: Any) -> None:
+    """A shutdown signal reached the worker (from its launcher or anyone else): the
+    heartbeat says so at once, before the consumer loop even notices."""
+    if _heartbeat is not None:
+        _heartbeat.stopping()
 
 
 _worker_app: Celery | None = None

@@ -28,6 +28,7 @@ from workers.settings import (
     DEFAULT_LEASE,
     ENV_CONFIG,
     ENV_LEASE,
+    NODE_OUTAGE_LIMIT,
     ClusterSettings,
     env_float,
 )
@@ -89,8 +90,10 @@ class WorkerContext:
             if self._limits is None:
                 # Claims as short as the rest: a re-sent transfer of a dead node must not
                 # wait minutes for the claim the dead node held (Limits' own default).
+                # Slots and claims wait out an outage: a transfer pauses, it does not fail.
                 lease = self.transfer_lease
-                self._limits = Limits(store, lease=lease, claim_ttl=lease)
+                self._limits = Limits(store, lease=lease, claim_ttl=lease,
+                                      outage_limit=NODE_OUTAGE_LIMIT)
             return self._limits
 
     @property

@@ -32,7 +32,9 @@ second transfer of a blob finds it on the target (or waits for its claim) and sk
 
 Redis (or the broker) going away does not fail the copy: sends wait, reads are retried,
 one line says when it was lost and one when it is back; only an outage longer than
-OUTAGE_LIMIT fails the copy, in one line.
+OUTAGE_LIMIT fails the copy, in one line. A unit whose task failed with anything but its
+own error (always UnitFailed), e.g. its result could not be stored through a long outage,
+is sent again too, up to CLUSTER_FAILURE_RESENDS times.
 
 The script task that calls this runs in the `scripts` pool: the transfers run in the
 separate `transfers` pool, so a node with one script slot never starves them.
@@ -73,17 +75,18 @@ from regbot.copy.executors import (
 from regbot.copy.progress import ProgressEvent, emit_result
 from regbot.copy.units import STATUS_SKIPPED, BlobUnit, BundleUnit, Unit, UnitResult
 from regbot.errors import LimitError, RegbotError
-from regbot.limits import Limits
+from regbot.limits import Limits, StoreOutage
 from regbot.types.ref import OCIDIR_PREFIX, Reference
 from workers.notify import UnitEvents
-from workers.settings import DEFAULT_LEASE, QUEUE_TRANSFERS, TRANSFER_TASK
+from workers.settings import DEFAULT_LEASE, NODE_OUTAGE_LIMIT, QUEUE_TRANSFERS, TRANSFER_TASK
 
 log = logging.getLogger("regbot.workers")
 
 CANCEL_TTL = 3600  # seconds the stop signal of a copy is kept
 STATE_PROGRESS = "PROGRESS"
 POLL_FALLBACK = 2.0  # seconds between two reads of the result backend for sent units
-OUTAGE_LIMIT = 300.0  # seconds without Redis or the broker before a copy gives up
+CLUSTER_FAILURE_RESENDS = 3  # sends of a unit whose task failed for the cluster's sake
+OUTAGE_LIMIT = NODE_OUTAGE_LIMIT  # seconds without Redis or the broker before a copy gives up
 # What a Redis or broker outage raises through redis-py, kombu and regbot's limits.
 OUTAGE_ERRORS = (redis.RedisError, OperationalError, LimitError, ConnectionError, TimeoutError)
 
@@ -95,31 +98,44 @@ def task_guard_name(task_id: str) -> str:
 
 class Outage:
     """Tracks one process's view of a Redis/broker outage: one line when it starts, one
-    when it ends, and a one-line error once it has lasted longer than `limit` seconds."""
+    when it ends, and a one-line error once it has lasted longer than `limit` seconds.
+    With `report` (the process's StoreOutage of its Redis), a Redis failure is said there,
+    in the one line the whole process gives an outage of its Redis."""
 
     def __init__(self, what: str, limit: float, logger: logging.Logger = log,
-                 error: type[RegbotError] | None = None) -> None:
+                 error: type[RegbotError] | None = None,
+                 report: StoreOutage | None = None) -> None:
         self.what = what
         self.limit = limit
         self.log = logger
         self.error = error or ClusterLost
+        self.report = report
         self.since: float | None = None
+        self.said = False  # whether this tracker logged the start itself
 
     def failed(self, exc: BaseException) -> None:
         """A call failed for the outage; raises ClusterLost past the limit."""
         now = time.monotonic()
         if self.since is None:
             self.since = now
-            self.log.warning("lost %s, waiting up to %gs for it to come back: %s",
-                             self.what, self.limit, _one_line(exc))
+            if self.report is not None and isinstance(exc, (redis.RedisError, LimitError)):
+                self.report.note(exc)
+            else:
+                self.said = True
+                self.log.warning("lost %s, waiting up to %gs for it to come back: %s",
+                                 self.what, self.limit, _one_line(exc))
         elif now - self.since > self.limit:
             raise self.error(f"lost {self.what} for more than {self.limit:g}s: "
                              f"{_one_line(exc)}") from None
 
     def ok(self) -> None:
         if self.since is not None:
-            self.log.warning("%s is back after %.1fs", self.what, time.monotonic() - self.since)
-            self.since = None
+            if self.said:
+                self.log.warning("%s is back after %.1fs", self.what,
+                                 time.monotonic() - self.since)
+            if self.report is not None:
+                self.report.ok()
+            self.since, self.said = None, False
 
 
 class ClusterLost(CopyError):
@@ -353,7 +369,8 @@ class _CopyRun:
         self.subscribed = False
         self.polled = time.monotonic()
         self.leases_checked = time.monotonic()
-        self.outage = Outage("Redis or the broker", executor.outage_limit)
+        self.outage = Outage("Redis or the broker", executor.outage_limit,
+                             report=executor.limits.outage)
 
     def run(self) -> list[UnitResult]:
         try:
@@ -490,6 +507,10 @@ class _CopyRun:
             elif state == "REVOKED":
                 self._sent_failed(item, CopyCancelled(
                     f"{item.unit.describe()}: transfer revoked (expired or cancelled)"))
+            elif not isinstance(info, UnitFailed) and item.resends < CLUSTER_FAILURE_RESENDS:
+                # Not the unit's own error (that is always UnitFailed): the cluster's, e.g.
+                # a result that could not be stored through an outage. Done again.
+                self._send_again(item, f"its task failed on the cluster: {_one_line(info)}")
             else:
                 self._sent_failed(item, rebuild_error(
                     info if isinstance(info, BaseException) else None, item.unit))
@@ -527,14 +548,18 @@ class _CopyRun:
             if recorded is not None:
                 self._sent_done(item, recorded)
                 continue
-            log.warning("sending %s again: %s", item.unit.describe(), why)
-            forget_result(item.result)  # a dead delivery's STARTED would read as running
-            again = self.ex.send(item.unit, self.copy_id, self.token, self.ctx.run,
-                                 task_id=task_id)
-            again.resends = item.resends + 1
-            again.started, again.bytes_done = item.started, item.bytes_done  # for progress
-            self.sent[task_id] = again
+            self._send_again(item, why)
         return True
+
+    def _send_again(self, item: _Sent, why: str) -> None:
+        """Send a unit again under its task id (idempotent: see the module docstring)."""
+        log.warning("sending %s again: %s", item.unit.describe(), why)
+        forget_result(item.result)  # a dead delivery's STARTED would read as running
+        again = self.ex.send(item.unit, self.copy_id, self.token, self.ctx.run,
+                             task_id=item.result.id)
+        again.resends = item.resends + 1
+        again.started, again.bytes_done = item.started, item.bytes_done  # for progress
+        self.sent[item.result.id] = again
 
     # --- settling ---
 

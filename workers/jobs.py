@@ -33,6 +33,7 @@ from regbot.copy.execute import execute_unit
 from regbot.copy.executors import ExecContext
 from regbot.copy.progress import ProgressEvent, ProgressListener
 from regbot.copy.units import BundleUnit, Unit, UnitResult
+from regbot.engine import Engine
 from regbot.errors import ConfigError, RegbotError
 from regbot.limits import Limits
 from regbot.logs import get_logger, log_fields, redact
@@ -145,49 +146,84 @@ def _failed(name: str, error: str) -> dict[str, Any]:
 
 
 class RemoteCancelToken(CancelToken):
-    """A CancelToken that also fires when the copy's stop signal appears in Redis (looked
-    at no more than every CANCEL_CHECK_EVERY seconds)."""
+    """A CancelToken that also fires when the copy's stop signal appears in Redis. A
+    thread of its own looks every CANCEL_CHECK_EVERY seconds from `start()` to `close()`,
+    so a slow or cut-off Redis never holds the copy up."""
 
     def __init__(self, store: redis.Redis, key: str, deadline: float | None = None) -> None:
         super().__init__(deadline)
         self._store = store
         self._key = key
-        self._checked = 0.0
+        self._done = threading.Event()
 
-    @property
-    def reason(self) -> str:
-        own = super().reason
-        if own or not self._key:
-            return own
-        now = time.monotonic()
-        if now - self._checked >= CANCEL_CHECK_EVERY:
-            self._checked = now
-            try:
-                value = self._store.get(self._key)
-            except redis.RedisError:
-                value = None  # a blip: the copy goes on, and we look again later
-            if value:
-                text = value.decode(errors="replace") if isinstance(value, bytes) else value
-                self.cancel(f"copy stopped: {text}")
-        return super().reason
+    def start(self) -> RemoteCancelToken:
+        """Look once now (a unit of a stopped copy does not start), then keep looking."""
+        if self._key:
+            self._look()
+            threading.Thread(target=self._watch, name="regbot-copy-cancel",
+                             daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(CANCEL_CHECK_EVERY) and not self.event.is_set():
+            self._look()
+
+    def _look(self) -> None:
+        try:
+            value = self._store.get(self._key)
+        except redis.RedisError:
+            return  # a blip, or an outage: the copy goes on, and we look again
+        if value:
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
+            self.cancel(f"copy stopped: {text}")
 
 
 class _Reporter(ProgressListener):
     """Tells the waiting copy about a unit's bytes (workers/notify.py), and keeps the
-    task's state (PROGRESS) for Flower and the fallback read."""
+    task's state (PROGRESS) for Flower and the fallback read. Sent by a thread of its own,
+    the latest count only: while Redis is slow or cut off the reports wait, the copy's
+    data does not. `close()` waits for a report under way, so none lands after the
+    task's result."""
 
     def __init__(self, report: Callable[[int], None] | None,
                  notify: Callable[[dict[str, Any]], None]) -> None:
         self._report = report
         self._notify = notify
+        self._latest: int | None = None
+        self._closed = False
+        self._wake = threading.Condition()
+        self._thread = threading.Thread(target=self._send, name="regbot-progress",
+                                        daemon=True)
+        self._thread.start()
 
     def bytes_done(self, event: ProgressEvent) -> None:
-        self._notify({"state": STATE_PROGRESS, "bytes_done": event.bytes_done})
-        try:
-            if self._report is not None:
-                self._report(event.bytes_done)
-        except Exception as exc:  # progress is a nicety, never a reason to fail
-            log.debug("cannot report transfer progress: %s", exc)
+        with self._wake:
+            self._latest = event.bytes_done
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+
+    def _send(self) -> None:
+        while True:
+            with self._wake:
+                while self._latest is None and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return  # what is left is superseded by the unit's end
+                done, self._latest = self._latest, None
+            self._notify({"state": STATE_PROGRESS, "bytes_done": done})
+            try:
+                if self._report is not None:
+                    self._report(done)
+            except Exception as exc:  # progress is a nicety, never a reason to fail
+                log.debug("cannot report transfer progress: %s", exc)
 
 
 def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
@@ -204,12 +240,23 @@ def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
     token = RemoteCancelToken(
         limits.store, limits.keys.copy_cancel(copy_id) if copy_id else "",
         deadline=None if deadline is None else time.monotonic() + (deadline - time.time()))
+    try:
+        return _transfer(ctx, engine, unit, script, run, task_id=task_id, hostname=hostname,
+                         report=report, token=token.start())
+    finally:
+        token.close()
+
+
+def _transfer(ctx: context.WorkerContext, engine: Engine, unit: Unit, script: str,
+              run: dict[str, Any], *, task_id: str, hostname: str,
+              report: Callable[[int], None] | None, token: CancelToken) -> dict[str, Any]:
+    limits = engine.limits
+    copy_id = str(run.get("copy_id") or "")
     listener = str(run.get("notify") or "")
 
     def notify(event: dict[str, Any]) -> None:
         publish(limits, listener, {"copy": copy_id, "task": task_id, **event})
 
-    progress = _Reporter(report, notify)
     run_id = str(run.get("run_id") or "")
     level = run.get("log_level")
     try:
@@ -228,7 +275,12 @@ def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
                                             concurrency=unit.concurrency))
                 result = UnitResult.of_bundle(unit, parts)
             else:
-                result = execute_unit(engine.client, unit, progress=progress, cancel=token)
+                progress = _Reporter(report, notify)
+                try:
+                    result = execute_unit(engine.client, unit, progress=progress,
+                                          cancel=token)
+                finally:
+                    progress.close()
             out = {**result.to_dict(), "hostname": hostname}
             done.value = json.dumps(out, separators=(",", ":"))
     except Duplicate as dup:

@@ -17,6 +17,10 @@ A node never stays up without serving: if one of its Celery processes exits on i
 starts it again after a backoff (1 s, doubling to 30 s; back to 1 s once a process has
 served a minute). A process that keeps failing (RESTART_LIMIT exits within
 RESTART_WINDOW seconds) takes the node down, non-zero, for its own supervisor to handle.
+A process still running but no longer serving is ended the same way: each keeps a
+heartbeat file (workers/liveness.py), and one that begins a shutdown the launcher did not
+ask for (a stray SIGTERM, Celery giving up after an outage) or whose heartbeat stops for
+a minute is told to stop cold after the grace period, killed 10 s later, and restarted.
 
 Pool sizes are fixed when the node starts; tasks re-read the config file when it changes
 (workers/context.py), so only a new `defaults.parallel` needs a restart to resize the pool
@@ -44,8 +48,10 @@ from pathlib import Path
 
 from regbot import metrics
 from regbot.logs import get_logger, log_fields
+from workers.liveness import Health, HeartbeatWatch
 from workers.settings import (
     ENV_CONFIG,
+    ENV_HEARTBEAT,
     ENV_LEASE,
     ENV_LOG_JSON,
     ENV_LOG_LEVEL,
@@ -170,7 +176,8 @@ def _node_metrics(address: tuple[str, int] | None) -> Iterator[str | None]:
 
 
 def _run(opts: NodeOptions, env: dict[str, str]) -> int:
-    node = _Node(opts, env)
+    heartbeats = Path(tempfile.mkdtemp(prefix="regbot-node-"))
+    node = _Node(opts, env, heartbeats)
 
     previous = {sig: signal.signal(sig, node.on_signal) for sig in _FORWARDED}
     try:
@@ -181,6 +188,7 @@ def _run(opts: NodeOptions, env: dict[str, str]) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         node.kill_all()
+        shutil.rmtree(heartbeats, ignore_errors=True)
 
 
 @dataclass
@@ -192,14 +200,20 @@ class _Worker:
     restart_at: float | None = None  # monotonic time of the next start, after a crash
     backoff: float = RESTART_BACKOFF[0]
     exits: list[float] = field(default_factory=list)  # monotonic times of recent crashes
+    heartbeat: HeartbeatWatch | None = None  # its liveness file (workers/liveness.py)
+    ending_since: float | None = None  # monotonic: seen no longer serving, unasked
+    ending: str = ""  # why
+    escalated: int = 0  # of its own ending: 1 told to stop cold, 2 killed
 
 
 class _Node:
     """The node's Celery processes and what the launcher does about them."""
 
-    def __init__(self, opts: NodeOptions, env: dict[str, str]) -> None:
+    def __init__(self, opts: NodeOptions, env: dict[str, str],
+                 heartbeats: Path | None = None) -> None:
         self.opts = opts
         self.env = env
+        self.heartbeats = heartbeats  # the directory of their liveness files
         self.workers: dict[str, _Worker] = {}
         self.stop_signal: int | None = None
         self.stop_count = 0
@@ -213,9 +227,16 @@ class _Node:
         log_fields(log, logging.INFO, "Starting worker", queue=queue,
                    hostname=f"{queue}@{self.opts.node_name}", concurrency=concurrency,
                    cluster=self.opts.settings.describe())
-        worker.proc = subprocess.Popen(argv, env=self.env)
+        env = self.env
+        if self.heartbeats is not None:
+            path = self.heartbeats / queue
+            path.unlink(missing_ok=True)  # the last process's word is not this one's
+            worker.heartbeat = HeartbeatWatch(path)
+            env = {**env, ENV_HEARTBEAT: str(path)}
+        worker.proc = subprocess.Popen(argv, env=env)
         worker.started = time.monotonic()
         worker.restart_at = None
+        worker.ending_since, worker.ending, worker.escalated = None, "", 0
 
     def running(self) -> list[subprocess.Popen]:
         return [w.proc for w in self.workers.values()
@@ -258,7 +279,9 @@ class _Node:
             return
         code = worker.proc.poll()
         if code is None:
-            if now - worker.started > HEALTHY_AFTER:
+            if self.stop_signal is None:
+                self._check_serving(worker, now)
+            if now - worker.started > HEALTHY_AFTER and worker.ending_since is None:
                 worker.backoff = RESTART_BACKOFF[0]
             return
         worker.proc = None
@@ -278,9 +301,35 @@ class _Node:
             self._send(signal.SIGTERM)
             return
         log_fields(log, logging.ERROR, "Worker exited, restarting it", queue=worker.queue,
-                   status=code, restart_in=f"{worker.backoff:g}s")
+                   status=code, restart_in=f"{worker.backoff:g}s",
+                   **({"why": worker.ending} if worker.ending else {}))
         worker.restart_at = now + worker.backoff
         worker.backoff = min(worker.backoff * 2, RESTART_BACKOFF[1])
+
+    def _check_serving(self, worker: _Worker, now: float) -> None:
+        """A running process that stopped serving though nobody asked it to: stop it cold
+        once the grace period is over (its tasks may still end meanwhile), kill it
+        KILL_AFTER later; it is restarted when it has exited."""
+        assert worker.proc is not None
+        if worker.ending_since is None:
+            health = worker.heartbeat.health(now) if worker.heartbeat else Health.STARTING
+            if health not in (Health.STOPPING, Health.HUNG):
+                return
+            worker.ending_since = now
+            worker.ending = ("began a shutdown nobody asked for" if health is Health.STOPPING
+                             else "its heartbeat stopped")
+            log_fields(log, logging.ERROR, "Worker no longer serves, ending it",
+                       queue=worker.queue, why=worker.ending, cold_in=f"{self.opts.grace:g}s")
+            return
+        elapsed = now - worker.ending_since
+        if worker.escalated == 0 and elapsed > self.opts.grace:
+            worker.escalated = 1
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.send_signal(signal.SIGQUIT)
+        elif worker.escalated == 1 and elapsed > self.opts.grace + KILL_AFTER:
+            worker.escalated = 2
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.kill()
 
     def _escalate(self, now: float) -> None:
         """A warm shutdown past the grace period goes cold; a cold one that hangs, killed."""

@@ -48,13 +48,13 @@ class RunStream:
         if not run_id or not run_id.replace("-", "").isalnum():
             raise ValueError(f"bad run id {run_id!r}")
         self.store = limits.store
+        self.outage = limits.outage  # the process's one word on its Redis being away
         self.run_id = run_id
         self.key = limits.keys.run_stream(run_id)
         self.cancel_key = limits.keys.run_cancel(run_id)
         self._pending: list[str] = []
         self._pending_lock = threading.Lock()
         self._send_lock = threading.Lock()
-        self._failed = False
 
     # --- writing (workers) ---
 
@@ -81,13 +81,14 @@ class RunStream:
                     pipe.xadd(self.key, {"e": body}, maxlen=STREAM_MAXLEN, approximate=True)
                 pipe.expire(self.key, STREAM_TTL)
                 pipe.execute()
-            except redis.RedisError:
+            except redis.RedisError as exc:
                 with self._pending_lock:  # kept for the next try, oldest first
                     self._pending[:0] = batch[-PENDING_MAX:]
-                if not self._failed:
-                    self._failed = True
-                    log.warning("cannot relay log lines and progress of run %s to its Redis "
-                                "stream", self.run_id)
+                self.outage.note(exc)
+                log.debug("cannot relay log lines and progress of run %s to its Redis "
+                          "stream: %s", self.run_id, exc)
+                return
+            self.outage.ok()
 
     @property
     def pending(self) -> bool:

@@ -78,7 +78,6 @@ class UnitEvents:
 
     def _read(self) -> None:
         key = self.limits.keys.unit_events(self.id)
-        failing = False
         while True:
             with self._guard:
                 if not self._queues:
@@ -86,14 +85,13 @@ class UnitEvents:
                     return
             try:
                 item = self.limits.store.blpop([key], timeout=_BLOCK)
-                failing = False
             except redis.RedisError as exc:
-                if not failing:
-                    log.warning("cannot read transfer events (falling back to polling): %s",
-                                " ".join(str(exc).split()))
-                failing = True
+                # the copies fall back to polling meanwhile; the outage is the process's
+                # one line (regbot/limits.py StoreOutage)
+                self.limits.outage.note(exc)
                 threading.Event().wait(1.0)
                 continue
+            self.limits.outage.ok()
             if item is None:
                 continue
             try:

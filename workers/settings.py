@@ -40,12 +40,17 @@ ENV_LOG_JSON = "REGBOT_LOG_JSON"
 ENV_LEASE = "REGBOT_LEASE"
 ENV_VISIBILITY = "REGBOT_VISIBILITY_TIMEOUT"
 ENV_OUTAGE_LIMIT = "REGBOT_OUTAGE_LIMIT"  # `once`: seconds it waits out a Redis outage (60)
+ENV_HEARTBEAT = "REGBOT_HEARTBEAT_FILE"  # set by the launcher per Celery process (liveness.py)
 
 DEFAULT_BROKER = "redis://localhost:6379/0"
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0  # kombu's own default (transfers are acked on start)
 # Seconds a dead node's task guards, blob claims and request slots outlive it, and so how
 # soon a script sends a dead node's transfer again (workers/executor.py); `--lease` sets it.
 DEFAULT_LEASE = 30.0
+# Seconds a node's work waits out Redis or the broker being unreachable (a restart, a
+# network cut) before it fails: a script's copy (workers/executor.py), a transfer taking
+# its request slots and claims (regbot/limits.py outage_limit).
+NODE_OUTAGE_LIMIT = 300.0
 
 QUEUE_SCRIPTS = "scripts"
 QUEUE_TRANSFERS = "transfers"

@@ -46,13 +46,14 @@ def register(app: Celery) -> tuple[Task, Task]:
         """Run one copy unit (idempotent; acknowledged on start: a lost node's unit is sent
         again by the script waiting for it, see workers/executor.py)."""
         hostname = self.request.hostname or ""
+        task_id = self.request.id  # reports come from another thread: not its request
 
         def report(bytes_done: int) -> None:
-            self.update_state(state=STATE_PROGRESS,
+            self.update_state(task_id=task_id, state=STATE_PROGRESS,
                               meta={"bytes_done": bytes_done, "hostname": hostname})
 
         try:
-            return jobs.transfer_job(unit, script, run or {}, task_id=self.request.id,
+            return jobs.transfer_job(unit, script, run or {}, task_id=task_id,
                                      hostname=hostname, report=report)
         except jobs.Duplicate:
             raise Ignore() from None

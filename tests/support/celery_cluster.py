@@ -12,8 +12,10 @@ Each node runs in its own session (process group), cwd a temp dir, PYTHONPATH th
 repository root, its output in `<tmp>/<name>.log`. `kill()` SIGKILLs the whole group: the
 node, both Celery workers and their pool processes, as when a machine dies.
 
-`rabbitmq_url()` finds a RabbitMQ for the AMQP tests: 127.0.0.1:5672 if it answers, else
-a private `rabbitmq-server` started on free ports when the binary is installed, else None.
+`find_rabbitmq()` finds a RabbitMQ for the AMQP tests: 127.0.0.1:5672 if it answers, else
+a private `rabbitmq-server` started on free ports when the binary is installed, else None;
+`find_rabbitmq(private=True)` always starts a private one, which a fault test may stop
+(`halt()`) and start again (`resume()`) on the same ports.
 """
 
 from __future__ import annotations
@@ -181,24 +183,65 @@ class NodeSet:
 # --- RabbitMQ -------------------------------------------------------------------------------
 
 DEFAULT_AMQP = ("127.0.0.1", 5672)
+# The server script itself, not Debian's wrapper (which would `su rabbitmq`).
+RABBITMQ_BINARY = next((b for b in ("/usr/lib/rabbitmq/bin/rabbitmq-server",
+                                    shutil.which("rabbitmq-server"))
+                        if b and os.path.exists(b)), None)
 
 
 @dataclass
 class RabbitMQ:
+    """A RabbitMQ to test against: the system's (`proc` None, never stopped here) or a
+    private one of this test's own, which `halt()` stops and `resume()` starts again on
+    the same ports with the same data directory (durable queues and messages survive)."""
+
     url: str
     proc: subprocess.Popen | None = None
     root: Path | None = None
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    port: int = DEFAULT_AMQP[1]
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+    @property
+    def private(self) -> bool:
+        return self.root is not None
+
+    def halt(self, timeout: float = 60.0) -> None:
+        """Stop the private server (SIGTERM: RabbitMQ's own orderly shutdown)."""
+        assert self.private, "only a private RabbitMQ may be stopped"
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             _signal_group(self.proc, signal.SIGTERM)
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _signal_group(self.proc, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+        _signal_group(self.proc, signal.SIGKILL)  # any Erlang helper left in its group
+
+    def resume(self, timeout: float = 90.0) -> None:
+        """Start the private server again after `halt`, on the same ports."""
+        assert self.private and self.root is not None
+        with open(self.root / "server.out", "ab") as log:
+            self.proc = subprocess.Popen([RABBITMQ_BINARY], env=self.env, cwd=self.root,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not _answers("127.0.0.1", self.port):
+            if self.proc.poll() is not None:
+                out = (self.root / "server.out").read_text(errors="replace")[-500:]
+                raise RuntimeError(f"rabbitmq-server exited with {self.proc.returncode}: {out}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rabbitmq-server did not listen on 127.0.0.1:{self.port} "
+                                   f"within {timeout}s")
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        if not self.private:
+            return  # the system's: not ours to stop
+        self.halt()
+        assert self.root is not None
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _answers(host: str, port: int) -> bool:
@@ -209,16 +252,11 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-def find_rabbitmq(start_timeout: float = 90.0) -> tuple[RabbitMQ | None, str]:
-    """(RabbitMQ, "") when one is usable, else (None, why not)."""
-    if _answers(*DEFAULT_AMQP):
-        return RabbitMQ("amqp://guest:guest@127.0.0.1:5672//"), ""
-    # The server script itself, not Debian's wrapper (which would `su rabbitmq`).
-    binary = next((b for b in ("/usr/lib/rabbitmq/bin/rabbitmq-server",
-                               shutil.which("rabbitmq-server")) if b and os.path.exists(b)), None)
-    if binary is None:
-        return None, ("no RabbitMQ answers on 127.0.0.1:5672 and rabbitmq-server is not "
-                      "installed (apt-get install rabbitmq-server)")
+def start_rabbitmq(start_timeout: float = 90.0) -> RabbitMQ:
+    """A private rabbitmq-server on free loopback ports, its data in a temp directory;
+    raises RuntimeError when it cannot be had (RABBITMQ_BINARY None: not installed)."""
+    if RABBITMQ_BINARY is None:
+        raise RuntimeError("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
     root = Path(tempfile.mkdtemp(prefix="regbot-rabbit-"))
     port, dist = free_port(), free_port()
     name = f"regbot{port}"
@@ -239,25 +277,28 @@ def find_rabbitmq(start_timeout: float = 90.0) -> tuple[RabbitMQ | None, str]:
     (root / "rabbitmq.conf").write_text(
         f"listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n")
     (root / "enabled_plugins").write_text("[].\n")
+    server = RabbitMQ(f"amqp://guest:guest@127.0.0.1:{port}//", root=root, env=env, port=port)
     try:
-        with open(root / "server.out", "wb") as log:
-            proc = subprocess.Popen([binary], env=env, cwd=root, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-    except OSError as exc:
-        shutil.rmtree(root, ignore_errors=True)
+        server.resume(start_timeout)
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+def find_rabbitmq(start_timeout: float = 90.0, *, private: bool = False
+                  ) -> tuple[RabbitMQ | None, str]:
+    """(RabbitMQ, "") when one is usable, else (None, why not): the system's on
+    127.0.0.1:5672 when it answers, unless `private`, else one started for the caller."""
+    if not private and _answers(*DEFAULT_AMQP):
+        return RabbitMQ("amqp://guest:guest@127.0.0.1:5672//"), ""
+    if RABBITMQ_BINARY is None:
+        where = "" if private else "no RabbitMQ answers on 127.0.0.1:5672 and "
+        return None, f"{where}rabbitmq-server is not installed (apt-get install rabbitmq-server)"
+    try:
+        return start_rabbitmq(start_timeout), ""
+    except (OSError, RuntimeError) as exc:
         return None, f"cannot start rabbitmq-server: {exc}"
-    server = RabbitMQ(f"amqp://guest:guest@127.0.0.1:{port}//", proc, root)
-    deadline = time.monotonic() + start_timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = (root / "server.out").read_text(errors="replace")[-500:]
-            server.stop()
-            return None, f"rabbitmq-server exited with {proc.returncode}: {out}"
-        if _answers("127.0.0.1", port):
-            return server, ""
-        time.sleep(0.5)
-    server.stop()
-    return None, f"rabbitmq-server did not listen on 127.0.0.1:{port} within {start_timeout}s"
 
 
 def purge_queues(broker_url: str, redis_url: str) -> None:
