@@ -263,7 +263,7 @@ def beat(ctx: click.Context, broker: str | None, result_backend: str | None,
                    "lost transfers redone by lease, so it rarely matters)")
 @click.option("--grace", type=click.FloatRange(min=0.0), default=60.0, show_default=True,
               help="Seconds a warm shutdown may take (running tasks finish) before it is "
-                   "made cold")
+                   "made cold; also for a Celery process that began one on its own")
 @_METRICS_OPTION
 @click.pass_context
 def worker(ctx: click.Context, broker: str | None, result_backend: str | None,

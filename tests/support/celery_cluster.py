@@ -132,8 +132,11 @@ class NodeSet:
         if metrics_port:
             argv += ["--metrics-port", f"127.0.0.1:{metrics_port}"]
         argv += list(extra)
+        # TMPDIR: what the node makes in temp (heartbeat, metrics directories) stays in the
+        # test's directory, even when a test kills the node before it can clean up.
+        node_env = {**self.cluster_env(), "TMPDIR": str(cwd), **(env or {})}
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, cwd=cwd, env={**self.cluster_env(), **(env or {})},
+            proc = subprocess.Popen(argv, cwd=cwd, env=node_env,
                                     stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         # the default name is HOST-PID of the launcher (workers/launcher.py NodeOptions)
