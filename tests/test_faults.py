@@ -62,6 +62,15 @@ def own_rabbit():
 
 
 @pytest.fixture
+def front(registry):
+    """The source registry behind a 1 MB/s front: a transfer is surely in flight when a
+    test strikes (about 1 s per MiB)."""
+    throttled = FaultFront(registry, bandwidth=1_000_000)
+    yield throttled
+    throttled.stop()
+
+
+@pytest.fixture
 def cluster(tmp_path, own_redis):
     """Make a NodeSet on `own_redis` (or on `redis`, e.g. a relay to it), the broker too
     unless `broker` names another."""
@@ -96,6 +105,22 @@ def write_config(path: Path, src: str, dst: str, repo: str, tags: list[str],
     return path
 
 
+def source_images(tmp_path: Path, registry, front, registry2, repo: str,
+                  layers: list[tuple[int, int]], seed: int, *,
+                  script_each: bool = False) -> tuple[list[images.Image], Path]:
+    """Images `v1`, `v2`, ... of (layer count, layer size) each pushed to the source, and a
+    config copying them through the throttled front into registry2, each layer a transfer
+    of its own (transferMin 100 kB); `script_each` as in write_config."""
+    pushed = []
+    for i, (count, size) in enumerate(layers):
+        pushed.append(images.build_image(layers=count, layer_size=size, seed=seed + i))
+        images.push_image(registry.host, repo, pushed[-1], tag=f"v{i + 1}")
+    config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
+                          [f"v{i + 1}" for i in range(len(layers))],
+                          script_each=script_each, transferMin=100_000)
+    return pushed, config
+
+
 def expect_complete(host: str, repo: str, tag: str, image: images.Image) -> None:
     """The target holds the image: its manifest by digest and every blob, byte for byte."""
     resp = images.head_manifest(host, repo, tag)
@@ -103,6 +128,22 @@ def expect_complete(host: str, repo: str, tag: str, image: images.Image) -> None
     assert resp.headers["Docker-Content-Digest"] == image.digest
     for digest, data in image.all_blobs().items():
         assert images.sha256(images.get_blob(host, repo, digest)) == images.sha256(data), digest
+
+
+def ridden_out(run, node: WorkerNode, nodes: NodeSet, target: str, repo: str,
+               pushed: dict[str, images.Image], timeout: float) -> tuple[str, str, str]:
+    """Wait for `once` (`run`): the node stayed up and the run succeeded, the target holds
+    every image of `pushed` (tag -> image) blob for blob, no Celery process died. Returns
+    once's stdout and stderr and the node's log."""
+    out, err = run.communicate(timeout=timeout)
+    assert node.alive(), nodes.logs()
+    assert run.returncode == 0, out + err + nodes.logs()
+    assert "status=ok" in out, out + err
+    for tag, image in pushed.items():
+        expect_complete(target, repo, tag, image)
+    log = node.log_text()
+    assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+    return out, err, log
 
 
 def celery_pid(node: WorkerNode, queue: str) -> int:
@@ -133,105 +174,96 @@ def ready_count(node: WorkerNode, queue: str) -> int:
 
 
 def test_a_killed_celery_process_is_restarted_and_the_node_serves_on(
-        tmp_path, registry, registry2, repo, cluster):
-    front = FaultFront(registry, bandwidth=1_000_000)
+        tmp_path, registry, registry2, repo, cluster, front):
+    image = images.build_image(layers=2, layer_size=MIB, seed=801)
+    images.push_image(registry.host, repo, image, tag="v1")
+    config = write_config(tmp_path / "regbot.yml", registry.host, registry2.host, repo,
+                          ["v1"], transferMin=100_000)
+    nodes = cluster(config)
+    node = nodes.start("solo", transfers=1, extra=("--grace", "2"))
+    nodes.wait_ready()
+    before = celery_pid(node, "transfers")
+    scripts_before = celery_pid(node, "scripts")
+
+    os.kill(before, signal.SIGKILL)
+    wait_until("the transfers worker is back", lambda: ready_count(node, "transfers") == 2,
+               60, nodes)
+    assert node.alive()
+    assert 'msg="Worker exited, restarting it" queue=transfers status=-9' \
+        in node.log_text()
+    assert celery_pid(node, "transfers") != before
+    assert celery_pid(node, "scripts") == scripts_before  # the other one was left alone
+
+    proc = nodes.once(timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + nodes.logs()
+    assert "status=ok" in proc.stdout
+    expect_complete(registry2.host, repo, "v1", image)
+    assert node.transfers_done() == 2, nodes.logs()  # the two layers, on the new process
+
+    # a warm stop with a long transfer running ends cold after the grace period (2 s)
+    slow = images.build_image(layers=1, layer_size=8 * MIB, seed=802)
+    images.push_image(registry.host, repo, slow, tag="v2")
+    write_config(config, front.host, registry2.host, repo, ["v2"], transferMin=100_000)
+    run = nodes.once_async()
     try:
-        image = images.build_image(layers=2, layer_size=MIB, seed=801)
-        images.push_image(registry.host, repo, image, tag="v1")
-        config = write_config(tmp_path / "regbot.yml", registry.host, registry2.host, repo,
-                              ["v1"], transferMin=100_000)
-        nodes = cluster(config)
-        node = nodes.start("solo", transfers=1, extra=("--grace", "2"))
-        nodes.wait_ready()
-        before = celery_pid(node, "transfers")
-        scripts_before = celery_pid(node, "scripts")
-
-        os.kill(before, signal.SIGKILL)
-        wait_until("the transfers worker is back", lambda: ready_count(node, "transfers") == 2,
-                   60, nodes)
-        assert node.alive()
-        assert 'msg="Worker exited, restarting it" queue=transfers status=-9' \
-            in node.log_text()
-        assert celery_pid(node, "transfers") != before
-        assert celery_pid(node, "scripts") == scripts_before  # the other one was left alone
-
-        proc = nodes.once(timeout=120)
-        assert proc.returncode == 0, proc.stdout + proc.stderr + nodes.logs()
-        assert "status=ok" in proc.stdout
-        expect_complete(registry2.host, repo, "v1", image)
-        assert node.transfers_done() == 2, nodes.logs()  # the two layers, on the new process
-
-        # a warm stop with a long transfer running ends cold after the grace period (2 s)
-        slow = images.build_image(layers=1, layer_size=8 * MIB, seed=802)
-        images.push_image(registry.host, repo, slow, tag="v2")
-        write_config(config, front.host, registry2.host, repo, ["v2"], transferMin=100_000)
-        run = nodes.once_async()
-        try:
-            transfer_in_progress(nodes, run)
-            node.proc.send_signal(signal.SIGTERM)
-            node.proc.wait(timeout=40)  # the transfer alone would take 8 s more
-            assert "Warm shutdown overran its grace period, stopping cold" in node.log_text()
-        finally:
-            run.kill()
-            run.communicate()
+        transfer_in_progress(nodes, run)
+        node.proc.send_signal(signal.SIGTERM)
+        node.proc.wait(timeout=40)  # the transfer alone would take 8 s more
+        assert "Warm shutdown overran its grace period, stopping cold" in node.log_text()
     finally:
-        front.stop()
+        run.kill()
+        run.communicate()
 
 
 def test_a_celery_process_shutting_down_on_its_own_is_replaced(tmp_path, registry, registry2,
-                                                               repo, cluster):
+                                                               repo, cluster, front):
     """A Celery worker that begins a warm shutdown nobody asked for (here a SIGTERM sent to
     it, not to the node; seen after outages from Celery itself) would wait for its running
     transfer and then serve nothing: the launcher ends it cold after --grace and restarts
     it, and the transfer it dropped is sent again once its lease lapsed."""
-    front = FaultFront(registry, bandwidth=1_000_000)  # about 8 s for the layer
+    # the front: about 8 s for the layer
+    (image,), config = source_images(tmp_path, registry, front, registry2, repo,
+                                     [(1, 8 * MIB)], seed=861)
+    nodes = cluster(config)
+    node = nodes.start("solo", transfers=1, lease=10, extra=("--grace", "2"))
+    nodes.wait_ready()
+    scripts_pid = celery_pid(node, "scripts")
+
+    run = nodes.once_async()
     try:
-        image = images.build_image(layers=1, layer_size=8 * MIB, seed=861)
-        images.push_image(registry.host, repo, image, tag="v1")
-        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
-                              ["v1"], transferMin=100_000)
-        nodes = cluster(config)
-        node = nodes.start("solo", transfers=1, lease=10, extra=("--grace", "2"))
-        nodes.wait_ready()
-        scripts_pid = celery_pid(node, "scripts")
-
-        run = nodes.once_async()
-        try:
-            transfer_in_progress(nodes, run)
-            stray = celery_pid(node, "transfers")
-            os.kill(stray, signal.SIGTERM)
-            wait_until("a new transfers worker", lambda: ready_count(node, "transfers") == 2,
-                       40, nodes)
-            out, err = run.communicate(timeout=90)
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.communicate()
-        assert run.returncode == 0, out + err + nodes.logs()
-        assert "status=ok" in out, out
-        expect_complete(registry2.host, repo, "v1", image)
-
-        log = node.log_text()
-        assert node.alive(), nodes.logs()
-        assert log.count('msg="Worker no longer serves, ending it" queue=transfers '
-                         'why="began a shutdown nobody asked for" cold-in=2s') == 1, log
-        assert 'msg="Worker exited, restarting it" queue=transfers' in log, log
-        assert celery_pid(node, "transfers") != stray
-        assert celery_pid(node, "scripts") == scripts_pid  # the other one was left alone
-        assert node.transfers_done() == 1, log  # the unit, redone by the new process
-
-        # and the node serves a following run through its new transfers process
-        more = images.build_image(layers=1, layer_size=MIB, seed=862)
-        images.push_image(registry.host, repo, more, tag="v2")
-        write_config(config, registry.host, registry2.host, repo, ["v2"], transferMin=100_000)
-        again = nodes.once(timeout=120)
-        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
-        assert "status=ok" in again.stdout and "blobs-copied=2" in again.stdout, again.stdout
-        expect_complete(registry2.host, repo, "v2", more)
-        assert node.transfers_done() == 2, nodes.logs()
-        assert node.log_text().count("Worker exited") == 1, nodes.logs()
+        transfer_in_progress(nodes, run)
+        stray = celery_pid(node, "transfers")
+        os.kill(stray, signal.SIGTERM)
+        wait_until("a new transfers worker", lambda: ready_count(node, "transfers") == 2,
+                   40, nodes)
+        out, err = run.communicate(timeout=90)
     finally:
-        front.stop()
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0, out + err + nodes.logs()
+    assert "status=ok" in out, out
+    expect_complete(registry2.host, repo, "v1", image)
+
+    log = node.log_text()
+    assert node.alive(), nodes.logs()
+    assert log.count('msg="Worker no longer serves, ending it" queue=transfers '
+                     'why="began a shutdown nobody asked for" cold-in=2s') == 1, log
+    assert 'msg="Worker exited, restarting it" queue=transfers' in log, log
+    assert celery_pid(node, "transfers") != stray
+    assert celery_pid(node, "scripts") == scripts_pid  # the other one was left alone
+    assert node.transfers_done() == 1, log  # the unit, redone by the new process
+
+    # and the node serves a following run through its new transfers process
+    more = images.build_image(layers=1, layer_size=MIB, seed=862)
+    images.push_image(registry.host, repo, more, tag="v2")
+    write_config(config, registry.host, registry2.host, repo, ["v2"], transferMin=100_000)
+    again = nodes.once(timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+    assert "status=ok" in again.stdout and "blobs-copied=2" in again.stdout, again.stdout
+    expect_complete(registry2.host, repo, "v2", more)
+    assert node.transfers_done() == 2, nodes.logs()
+    assert node.log_text().count("Worker exited") == 1, nodes.logs()
 
 
 # --- Redis goes away ---------------------------------------------------------------------------
@@ -239,89 +271,70 @@ def test_a_celery_process_shutting_down_on_its_own_is_replaced(tmp_path, registr
 
 @pytest.mark.parametrize("keep_data", [True, False], ids=["restart", "restart-empty"])
 def test_redis_restarted_mid_transfer(tmp_path, registry, registry2, repo, cluster, own_redis,
-                                      keep_data):
+                                      keep_data, front):
     # About 3 s per layer through the front: the outage surely lands mid-transfer.
-    front = FaultFront(registry, bandwidth=1_000_000)
-    try:
-        image = images.build_image(layers=2, layer_size=3 * MIB, seed=811)
-        images.push_image(registry.host, repo, image, tag="v1")
-        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
-                              ["v1"], transferMin=100_000)
-        nodes = cluster(config)
-        node = nodes.start("solo", transfers=2)
-        nodes.wait_ready()
+    (image,), config = source_images(tmp_path, registry, front, registry2, repo,
+                                     [(2, 3 * MIB)], seed=811)
+    nodes = cluster(config)
+    node = nodes.start("solo", transfers=2)
+    nodes.wait_ready()
 
-        run = nodes.once_async()
-        transfer_in_progress(nodes, run)
-        own_redis.halt(keep_data=keep_data)
-        time.sleep(3)
-        own_redis.resume()
+    run = nodes.once_async()
+    transfer_in_progress(nodes, run)
+    own_redis.halt(keep_data=keep_data)
+    time.sleep(3)
+    own_redis.resume()
 
-        out, err = run.communicate(timeout=150)
-        assert node.alive(), nodes.logs()
-        assert run.returncode == 0, out + err + nodes.logs()
-        assert "status=ok" in out
-        expect_complete(registry2.host, repo, "v1", image)
-        # `once` said it once when Redis went and once when it came back (the node's own
-        # lines, relayed, name Redis without the scheme)
-        assert len(re.findall(r'msg="lost Redis at redis://\S+, waiting up to 60s', err)) == 1, err
-        assert len(re.findall(r'msg="Redis at redis://\S+ is back after', err)) == 1, err
-        # the node rode it out: neither Celery process died, kombu did not crash
-        log = node.log_text()
-        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+    out, err = run.communicate(timeout=150)
+    assert node.alive(), nodes.logs()
+    assert run.returncode == 0, out + err + nodes.logs()
+    assert "status=ok" in out
+    expect_complete(registry2.host, repo, "v1", image)
+    # `once` said it once when Redis went and once when it came back (the node's own
+    # lines, relayed, name Redis without the scheme)
+    assert len(re.findall(r'msg="lost Redis at redis://\S+, waiting up to 60s', err)) == 1, err
+    assert len(re.findall(r'msg="Redis at redis://\S+ is back after', err)) == 1, err
+    # the node rode it out: neither Celery process died, kombu did not crash
+    log = node.log_text()
+    assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
 
-        # and goes on serving: a rerun, nothing restarted, finds everything in place
-        again = nodes.once(timeout=120)
-        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
-        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
-        assert "Worker exited" not in node.log_text() and node.alive()
-    finally:
-        front.stop()
+    # and goes on serving: a rerun, nothing restarted, finds everything in place
+    again = nodes.once(timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+    assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+    assert "Worker exited" not in node.log_text() and node.alive()
 
 
 def test_rabbitmq_restarted_mid_transfer(tmp_path, registry, registry2, repo, cluster,
-                                         own_rabbit):
+                                         own_rabbit, front):
     """The broker is a private RabbitMQ (results, limits and streams on a private Redis),
     stopped and started again on the same port while the first script's transfers run;
     the second script, waiting on the broker meanwhile, runs and sends its transfers
     once it is back."""
-    front = FaultFront(registry, bandwidth=1_000_000)
-    try:
-        first = images.build_image(layers=2, layer_size=3 * MIB, seed=851)
-        second = images.build_image(layers=2, layer_size=MIB, seed=852)
-        images.push_image(registry.host, repo, first, tag="v1")
-        images.push_image(registry.host, repo, second, tag="v2")
-        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
-                              ["v1", "v2"], script_each=True, transferMin=100_000)
-        nodes = cluster(config, broker=own_rabbit.url)
-        node = nodes.start("solo", transfers=2)
-        nodes.wait_ready()
+    (first, second), config = source_images(
+        tmp_path, registry, front, registry2, repo, [(2, 3 * MIB), (2, MIB)],
+        seed=851, script_each=True)
+    nodes = cluster(config, broker=own_rabbit.url)
+    node = nodes.start("solo", transfers=2)
+    nodes.wait_ready()
 
-        run = nodes.once_async()
-        transfer_in_progress(nodes, run)
-        own_rabbit.halt()
-        own_rabbit.resume()
+    run = nodes.once_async()
+    transfer_in_progress(nodes, run)
+    own_rabbit.halt()
+    own_rabbit.resume()
 
-        out, err = run.communicate(timeout=150)
-        assert node.alive(), nodes.logs()
-        assert run.returncode == 0, out + err + nodes.logs()
-        assert "status=ok" in out, out + err
-        expect_complete(registry2.host, repo, "v1", first)
-        expect_complete(registry2.host, repo, "v2", second)
-        log = node.log_text()
-        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
-        assert "Warm shutdown" not in log, nodes.logs()
-        # each Celery process said it lost the broker once, and connected again
-        assert log.count("consumer: Connection to broker lost") <= 2, nodes.logs()
-        assert log.count("Connected to amqp://") >= 4, nodes.logs()
+    _, _, log = ridden_out(run, node, nodes, registry2.host, repo,
+                           {"v1": first, "v2": second}, timeout=150)
+    assert "Warm shutdown" not in log, nodes.logs()
+    # each Celery process said it lost the broker once, and connected again
+    assert log.count("consumer: Connection to broker lost") <= 2, nodes.logs()
+    assert log.count("Connected to amqp://") >= 4, nodes.logs()
 
-        # the node goes on serving: a rerun, nothing restarted, finds everything in place
-        again = nodes.once(timeout=120)
-        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
-        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
-        assert "Worker exited" not in node.log_text() and node.alive()
-    finally:
-        front.stop()
+    # the node goes on serving: a rerun, nothing restarted, finds everything in place
+    again = nodes.once(timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+    assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+    assert "Worker exited" not in node.log_text() and node.alive()
 
 
 # REGBOT_FAULT_CUT_SECONDS=300 makes the network cut last five minutes (default 20 s).
@@ -330,7 +343,7 @@ CUT_SECONDS = float(os.environ.get("REGBOT_FAULT_CUT_SECONDS") or 20)
 
 @pytest.mark.timeout(240 + 3 * CUT_SECONDS)
 def test_a_network_cut_between_the_cluster_and_redis(tmp_path, registry, registry2, repo,
-                                                     cluster, own_redis):
+                                                     cluster, own_redis, front):
     """Every connection of the node and of `once` to Redis (broker, result backend, shared
     state) goes through a relay that cuts the network mid-transfer for CUT_SECONDS: a
     blackhole, where only the clients' own timeouts tell them. They ride it out: a line
@@ -339,12 +352,9 @@ def test_a_network_cut_between_the_cluster_and_redis(tmp_path, registry, registr
     Longer cuts: `REGBOT_FAULT_CUT_SECONDS=150 pytest tests/test_faults.py -k network_cut`
     (`once` is given an outage limit of the cut plus a minute; the nodes need none)."""
     relay = TcpRelay(own_redis.port)
-    front = FaultFront(registry, bandwidth=1_000_000)
     try:
-        image = images.build_image(layers=2, layer_size=3 * MIB, seed=871)
-        images.push_image(registry.host, repo, image, tag="v1")
-        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
-                              ["v1"], transferMin=100_000)
+        (image,), config = source_images(tmp_path, registry, front, registry2, repo,
+                                         [(2, 3 * MIB)], seed=871)
         nodes = cluster(config, redis=relay.url("redis", "/0"))
         nodes.env = dict(nodes.env, REGBOT_OUTAGE_LIMIT=str(max(60.0, CUT_SECONDS + 60)))
         node = nodes.start("solo", transfers=2)
@@ -377,7 +387,6 @@ def test_a_network_cut_between_the_cluster_and_redis(tmp_path, registry, registr
         assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
         assert "Worker exited" not in node.log_text() and node.alive()
     finally:
-        front.stop()
         relay.stop()
 
 
@@ -416,7 +425,7 @@ def test_idle_nodes_ride_out_a_network_cut(tmp_path, registry, registry2, repo, 
 
 @pytest.mark.timeout(240 + 3 * CUT_SECONDS)
 def test_a_network_cut_between_the_cluster_and_rabbitmq(tmp_path, registry, registry2, repo,
-                                                        cluster, own_rabbit):
+                                                        cluster, own_rabbit, front):
     """The broker (a private RabbitMQ) behind a relay that cuts the network for
     half CUT_SECONDS while the first script's transfers run; the second script starts during
     the cut. Results and shared state stay reachable (Redis, not cut). What the cut
@@ -424,14 +433,10 @@ def test_a_network_cut_between_the_cluster_and_rabbitmq(tmp_path, registry, regi
     confirms) is made good: the run is delivered again and skipped by its guard, the
     transfers are sent again once no node started them within the lease (10 s here)."""
     relay = TcpRelay(own_rabbit.port)
-    front = FaultFront(registry, bandwidth=1_000_000)
     try:
-        first = images.build_image(layers=2, layer_size=3 * MIB, seed=891)
-        second = images.build_image(layers=2, layer_size=MIB, seed=892)
-        images.push_image(registry.host, repo, first, tag="v1")
-        images.push_image(registry.host, repo, second, tag="v2")
-        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
-                              ["v1", "v2"], script_each=True, transferMin=100_000)
+        (first, second), config = source_images(
+            tmp_path, registry, front, registry2, repo, [(2, 3 * MIB), (2, MIB)],
+            seed=891, script_each=True)
         nodes = cluster(config, broker=relay.url("amqp", "//", "guest:guest"))
         node = nodes.start("solo", transfers=2, lease=10)
         nodes.wait_ready()
@@ -440,14 +445,8 @@ def test_a_network_cut_between_the_cluster_and_rabbitmq(tmp_path, registry, regi
         transfer_in_progress(nodes, run)
         relay.cut_for(CUT_SECONDS / 2)
 
-        out, err = run.communicate(timeout=120 + 2 * CUT_SECONDS)
-        assert node.alive(), nodes.logs()
-        assert run.returncode == 0, out + err + nodes.logs()
-        assert "status=ok" in out, out + err
-        expect_complete(registry2.host, repo, "v1", first)
-        expect_complete(registry2.host, repo, "v2", second)
-        log = node.log_text()
-        assert "Worker exited" not in log and "Unrecoverable error" not in log, nodes.logs()
+        _, _, log = ridden_out(run, node, nodes, registry2.host, repo,
+                               {"v1": first, "v2": second}, timeout=120 + 2 * CUT_SECONDS)
         assert "Worker no longer serves" not in log, nodes.logs()
         assert log.count("consumer: Connection to broker lost") <= 2, log  # one per process
         assert log.count("succeeded") == 6, log  # 2 scripts, 4 transfers: each once
@@ -456,116 +455,98 @@ def test_a_network_cut_between_the_cluster_and_rabbitmq(tmp_path, registry, regi
         assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
         assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
     finally:
-        front.stop()
         relay.stop()
 
 
 def test_once_gives_up_in_one_line_after_its_outage_limit(tmp_path, registry, registry2, repo,
-                                                          cluster, own_redis):
-    front = FaultFront(registry, bandwidth=1_000_000)
+                                                          cluster, own_redis, front):
+    (image,), config = source_images(tmp_path, registry, front, registry2, repo,
+                                     [(1, 3 * MIB)], seed=831)
+    nodes = cluster(config)
+    nodes.env = dict(nodes.env, REGBOT_OUTAGE_LIMIT="4")  # `once`'s bound (default 60 s)
+    node = nodes.start("solo", transfers=1)
+    nodes.wait_ready()
+
+    run = nodes.once_async()
+    transfer_in_progress(nodes, run)
+    own_redis.halt(keep_data=True)
     try:
-        image = images.build_image(layers=1, layer_size=3 * MIB, seed=831)
-        images.push_image(registry.host, repo, image, tag="v1")
-        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
-                              ["v1"], transferMin=100_000)
-        nodes = cluster(config)
-        nodes.env = dict(nodes.env, REGBOT_OUTAGE_LIMIT="4")  # `once`'s bound (default 60 s)
-        node = nodes.start("solo", transfers=1)
-        nodes.wait_ready()
-
-        run = nodes.once_async()
-        transfer_in_progress(nodes, run)
-        own_redis.halt(keep_data=True)
-        try:
-            out, err = run.communicate(timeout=60)
-        finally:
-            own_redis.resume()
-        assert run.returncode == 1, out + err
-        last = err.strip().splitlines()[-1]
-        assert re.fullmatch(r"regbot: error: lost Redis at redis://127\.0\.0\.1:\d+/0 for more "
-                            r"than 4s: .+", last), err
-
-        # the script went on on its node, and the node still serves
-        wait_until("the script finished on its node", lambda: node.scripts_done() == 1, 90,
-                   nodes)
-        expect_complete(registry2.host, repo, "v1", image)
-        again = nodes.once(timeout=120)
-        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
-        assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
-        assert node.alive() and "Worker exited" not in node.log_text()
+        out, err = run.communicate(timeout=60)
     finally:
-        front.stop()
+        own_redis.resume()
+    assert run.returncode == 1, out + err
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(r"regbot: error: lost Redis at redis://127\.0\.0\.1:\d+/0 for more "
+                        r"than 4s: .+", last), err
+
+    # the script went on on its node, and the node still serves
+    wait_until("the script finished on its node", lambda: node.scripts_done() == 1, 90,
+               nodes)
+    expect_complete(registry2.host, repo, "v1", image)
+    again = nodes.once(timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+    assert "status=ok" in again.stdout and "blobs-copied=0" in again.stdout, again.stdout
+    assert node.alive() and "Worker exited" not in node.log_text()
 
 
 # --- a node dies ---------------------------------------------------------------------------
 
 
 def test_a_node_killed_mid_blob_is_redone_within_its_lease(tmp_path, registry, registry2, repo,
-                                                           cluster, own_redis):
+                                                           cluster, own_redis, front):
     # Default settings: no visibility timeout (3600 s on Redis), the default 30 s lease.
-    front = FaultFront(registry, bandwidth=1_000_000)  # about 4 s per layer
-    try:
-        image = images.build_image(layers=2, layer_size=4 * MIB, seed=821)
-        images.push_image(registry.host, repo, image, tag="v1")
-        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
-                              ["v1"], transferMin=100_000)
-        nodes = cluster(config)
-        nodes.start("boss", queues="scripts")
-        movers = {name: nodes.start(name, transfers=1, queues="transfers")
-                  for name in ("mover1", "mover2")}
-        nodes.wait_ready()
+    # the front: about 4 s per layer
+    (image,), config = source_images(tmp_path, registry, front, registry2, repo,
+                                     [(2, 4 * MIB)], seed=821)
+    nodes = cluster(config)
+    nodes.start("boss", queues="scripts")
+    movers = {name: nodes.start(name, transfers=1, queues="transfers")
+              for name in ("mover1", "mover2")}
+    nodes.wait_ready()
 
-        started = time.monotonic()
-        run = nodes.once_async()
-        task_id, victim = transfer_in_progress(nodes, run)
-        movers[victim].kill()
-        survivor = movers["mover2" if victim == "mover1" else "mover1"]
+    started = time.monotonic()
+    run = nodes.once_async()
+    task_id, victim = transfer_in_progress(nodes, run)
+    movers[victim].kill()
+    survivor = movers["mover2" if victim == "mover1" else "mover1"]
 
-        out, err = run.communicate(timeout=150)
-        took = time.monotonic() - started
-        assert run.returncode == 0, out + err + nodes.logs()
-        assert "status=ok" in out
-        expect_complete(registry2.host, repo, "v1", image)
-        # the dead node's unit, sent again under its id, ran on the other node
-        assert f"regbot.transfer[{task_id}] succeeded" in survivor.log_text(), nodes.logs()
-        assert "its node stopped renewing its lease" in nodes.nodes[0].log_text()
-        assert took < 90, f"took {took:.0f}s: lease 30 s + half a lease + the copy"
-    finally:
-        front.stop()
+    out, err = run.communicate(timeout=150)
+    took = time.monotonic() - started
+    assert run.returncode == 0, out + err + nodes.logs()
+    assert "status=ok" in out
+    expect_complete(registry2.host, repo, "v1", image)
+    # the dead node's unit, sent again under its id, ran on the other node
+    assert f"regbot.transfer[{task_id}] succeeded" in survivor.log_text(), nodes.logs()
+    assert "its node stopped renewing its lease" in nodes.nodes[0].log_text()
+    assert took < 90, f"took {took:.0f}s: lease 30 s + half a lease + the copy"
 
 
 def test_a_script_whose_node_died_is_reported_and_the_next_run_goes_ahead(
-        tmp_path, registry, registry2, repo, cluster, own_redis):
-    front = FaultFront(registry, bandwidth=1_000_000)
-    try:
-        image = images.build_image(layers=1, layer_size=4 * MIB, seed=841)
-        images.push_image(registry.host, repo, image, tag="v1")
-        config = write_config(tmp_path / "regbot.yml", front.host, registry2.host, repo,
-                              ["v1"], transferMin=100_000)
-        nodes = cluster(config)
-        # a short lease: the script's guard and lock lapse 10 s after its node died
-        boss = nodes.start("boss", queues="scripts", lease=10)
-        nodes.start("mover", transfers=1, queues="transfers")
-        nodes.wait_ready()
+        tmp_path, registry, registry2, repo, cluster, own_redis, front):
+    (image,), config = source_images(tmp_path, registry, front, registry2, repo,
+                                     [(1, 4 * MIB)], seed=841)
+    nodes = cluster(config)
+    # a short lease: the script's guard and lock lapse 10 s after its node died
+    boss = nodes.start("boss", queues="scripts", lease=10)
+    nodes.start("mover", transfers=1, queues="transfers")
+    nodes.wait_ready()
 
-        run = nodes.once_async()
-        transfer_in_progress(nodes, run)
-        boss.kill()
-        out, err = run.communicate(timeout=90)
-        assert run.returncode == 1, out + err
-        assert "status=failed" in out, out
-        assert "script 'mirror': the worker running it (scripts@boss) stopped before it " \
-               "finished" in out + err, out + err
+    run = nodes.once_async()
+    transfer_in_progress(nodes, run)
+    boss.kill()
+    out, err = run.communicate(timeout=90)
+    assert run.returncode == 1, out + err
+    assert "status=failed" in out, out
+    assert "script 'mirror': the worker running it (scripts@boss) stopped before it " \
+           "finished" in out + err, out + err
 
-        # another node runs the script next time: the dead one's lock has lapsed
-        nodes.start("boss2", queues="scripts", lease=10)
-        nodes.wait_ready()
-        again = nodes.once(timeout=120)
-        assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
-        assert "status=ok" in again.stdout, again.stdout
-        expect_complete(registry2.host, repo, "v1", image)
-    finally:
-        front.stop()
+    # another node runs the script next time: the dead one's lock has lapsed
+    nodes.start("boss2", queues="scripts", lease=10)
+    nodes.wait_ready()
+    again = nodes.once(timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr + nodes.logs()
+    assert "status=ok" in again.stdout, again.stdout
+    expect_complete(registry2.host, repo, "v1", image)
 
 
 # --- beat and server -----------------------------------------------------------------------
