@@ -588,17 +588,24 @@ def test_server_rides_out_redis_restarted_empty(tmp_path, own_redis):
     assert not twice, f"runs sent more than once: {sorted(twice)}"
 
 
-@pytest.mark.parametrize("keep_data", [True, False], ids=["restart", "restart-empty"])
-def test_a_beat_rides_out_a_redis_restart_without_sending_a_run_twice(tmp_path, own_redis,
-                                                                      keep_data):
-    """`regbot beat` alone (no worker: the runs wait in the queue) through a Redis restart:
-    it stays up, logs the outage, and goes on sending each due run once."""
+BEAT_CUT_SECONDS = 8.0
+
+
+@pytest.mark.parametrize("outage", ["restart", "restart-empty", "cut"])
+def test_a_beat_rides_out_a_redis_outage_without_sending_a_run_twice(tmp_path, own_redis,
+                                                                     outage):
+    """`regbot beat` alone (no worker: the runs wait in the queue) through a Redis restart
+    (with or without its data) or a network cut of BEAT_CUT_SECONDS (a blackhole, see
+    tests/support/relay.py): it stays up, logs the outage, and goes on sending each due
+    run once."""
+    relay = TcpRelay(own_redis.port) if outage == "cut" else None
     config = tmp_path / "regbot.yml"
     config.write_text('version: 1\nscripts:\n  - name: tick\n    schedule: "@every 1s"\n'
                       '    script: log("tick")\n')
     log_path = tmp_path / "beat.log"
+    broker = relay.url("redis", "/0") if relay else own_redis.url
     proc = spawn([sys.executable, "-m", "regbot", "beat", "-c", str(config), "--broker",
-                  own_redis.url], log_path, env=regbot_env(), cwd=REPO_ROOT)
+                  broker], log_path, env=regbot_env(), cwd=REPO_ROOT)
 
     def sent() -> list[str]:
         return re.findall(r'msg="Sent scheduled run" script=tick due=(\S+)',
@@ -606,18 +613,25 @@ def test_a_beat_rides_out_a_redis_restart_without_sending_a_run_twice(tmp_path, 
 
     try:
         wait_until("two runs sent before the outage", lambda: len(sent()) >= 2, 60)
-        own_redis.halt(keep_data=keep_data)
-        time.sleep(3)
-        own_redis.resume()
+        if relay is not None:
+            relay.cut_for(BEAT_CUT_SECONDS)
+        else:
+            own_redis.halt(keep_data=outage == "restart")
+            time.sleep(3)
+            own_redis.resume()
         after = len(sent())
         wait_until("three runs sent after the outage", lambda: len(sent()) >= after + 3, 60)
         assert proc.poll() is None, log_path.read_text()
     finally:
         status = stop_process(proc, grace=30)
+        if relay is not None:
+            relay.stop()
     log = log_path.read_text(errors="replace")
     assert status == 0, log[-3000:]
     due = sent()
     assert len(due) == len(set(due)), f"runs sent more than once: {due}"
+    if relay is not None:
+        assert relay.held > 0  # the beat's connections did run into the cut
     # the outage in one line, its end in another, whatever the number of runs due meanwhile
     assert log.count('msg="Could not send a scheduled run"') <= 1, log[-3000:]
     if 'msg="Could not send a scheduled run"' in log:

@@ -229,8 +229,9 @@ class _Reporter(ProgressListener):
 def transfer_job(unit_data: dict[str, Any], script: str, run: dict[str, Any], *,
                  task_id: str, hostname: str = "",
                  report: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run one copy unit (or bundle); its UnitResult as a dict (plus the node that ran it). A failure
-    is raised as UnitFailed carrying the regbot error type and its one-line message."""
+    """Run one copy unit (or bundle); its UnitResult as a dict (plus the node that ran
+    it). A failure is raised as UnitFailed carrying the regbot error type and its one-line
+    message."""
     unit = Unit.from_dict(unit_data)
     ctx = context.current()
     engine = ctx.engine()
