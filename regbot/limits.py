@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "regbot"
 DEFAULT_LEASE = 30.0  # seconds a slot outlives a holder that stopped renewing it
 DEFAULT_CLAIM_TTL = 300.0  # seconds a blob claim outlives a holder that stopped renewing it
+# Seconds a finished blob claim stays marked done (longer than any gap between a
+# transfer's look at the target and its claim).
+CLAIM_DONE_TTL = 30.0
 RENEWER_IDLE_EXIT = 30.0  # seconds the lease renewer thread waits for work before it exits
 RATELIMIT_TTL = 6 * 3600  # registries count pulls over 6 h windows (RateLimit-Limit w=21600)
 
@@ -278,10 +281,13 @@ class Limits:
         """One transfer of `digest` into `repo_key` at a time, cluster-wide. Blocks while
         another holder has it (until it releases or its lease lapses); the lease (`ttl`,
         default `claim_ttl`) is renewed while held. Raises LimitTimeout after `timeout`
-        seconds of waiting."""
+        seconds of waiting. A claim whose body ended without an error stays marked done
+        for CLAIM_DONE_TTL: the next claimant's `waited` is True then too, so one that
+        looked at the target just before that transfer ended looks again."""
         name = f"{repo_key}@{digest}"
         lock = Lock(self, self.keys.blob(repo_key, digest), name, ttl or self.claim_ttl)
         deadline = _Deadline(timeout)
+        finished = False
         try:
             waited = not lock.acquire()
             if waited and not lock.acquire(blocking=True, timeout=deadline.remaining()):
@@ -289,9 +295,10 @@ class Limits:
                     f"blob claim {name}: another transfer still held it after {timeout:g}s"
                 )
             lock.keep_alive()
-            yield BlobClaim(repo_key, digest, waited)
+            yield BlobClaim(repo_key, digest, waited or lock.after_done)
+            finished = True
         finally:
-            lock.release()
+            lock.release(done_for=CLAIM_DONE_TTL if finished else 0)
 
     def is_locked(self, name: str) -> bool:
         """Whether anyone holds the lock `name` now (a lapsed lease counts as free)."""
@@ -300,7 +307,7 @@ class Limits:
     def once_per(self, key: str, ttl: float) -> bool:
         """True for the first caller only until `ttl` seconds pass (one beat fires a
         scheduled run, not two: key like "beat:<script>:<scheduled timestamp>")."""
-        return self._lock_acquire(self.keys.once(key), uuid.uuid4().hex, _ms(ttl))
+        return bool(self._lock_acquire(self.keys.once(key), uuid.uuid4().hex, _ms(ttl)))
 
     # registry rate-limit headers
 
@@ -426,14 +433,15 @@ class Limits:
             log.debug("%s; the slot frees itself within %gs", exc, self.lease)
         self._wakeups.notify(key, one=True)
 
-    def _lock_acquire(self, key: str, token: str, ttl_ms: int) -> bool:
+    def _lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
+        """0: held by another; 1: ours; 2: ours, after a holder that finished its work."""
         return self._call(self._ops.lock_acquire, key, token, ttl_ms)
 
     def _lock_extend(self, key: str, token: str, ttl_ms: int) -> bool:
         return self._call(self._ops.lock_extend, key, token, ttl_ms)
 
-    def _lock_release(self, key: str, token: str) -> None:
-        self._call(self._ops.lock_release, key, token)
+    def _lock_release(self, key: str, token: str, done_ms: int = 0) -> None:
+        self._call(self._ops.lock_release, key, token, done_ms)
         self._wakeups.notify(key)
 
 
@@ -457,6 +465,8 @@ class Lock:
         self._state = threading.Lock()
         self._held_until: float | None = None  # monotonic end of the lease we last set
         self._keep_alive_job: int | None = None
+        # Taken from a holder that released it as done (release(done_for=...)) just now.
+        self.after_done = False
 
     def __repr__(self) -> str:
         return f"Lock({self.name!r}, ttl={self.ttl:g}, held={self.held})"
@@ -487,16 +497,19 @@ class Lock:
             self._held_until = started + self.ttl if ok else None
         return ok
 
-    def release(self) -> None:
-        """Free the lock if this object still holds it; repeating it does nothing. A store
-        failure is logged, not raised: the lease frees the lock within `ttl` anyway."""
+    def release(self, done_for: float = 0) -> None:
+        """Free the lock if this object still holds it; repeating it does nothing. With
+        `done_for`, the next holder within that many seconds learns the work under it was
+        done (`after_done`). A store failure is logged, not raised: the lease frees the
+        lock within `ttl` anyway."""
         with self._state:
             job, self._keep_alive_job = self._keep_alive_job, None
             self._held_until = None
         if job is not None:
             self._limits._renewer.remove(job)
         try:
-            self._limits._lock_release(self._key, self._token)
+            self._limits._lock_release(self._key, self._token,
+                                       _ms(done_for) if done_for > 0 else 0)
         except LimitError as exc:
             self._limits.outage.note(exc)  # the lock frees itself within its ttl
             log.debug("%s; lock %s frees itself within %gs", exc, self.name, self.ttl)
@@ -511,10 +524,12 @@ class Lock:
 
     def _try_acquire(self) -> bool:
         started = time.monotonic()  # the lease began no earlier than this
-        if not self._limits._lock_acquire(self._key, self._token, self._ttl_ms):
+        got = self._limits._lock_acquire(self._key, self._token, self._ttl_ms)
+        if not got:
             return False
         with self._state:
             self._held_until = started + self.ttl
+            self.after_done = self.after_done or got == 2
         return True
 
     def _renew(self) -> bool:

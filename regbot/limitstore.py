@@ -72,16 +72,20 @@ return wait
 LOCK_ACQUIRE = """
 -- KEYS[1]: lock key  ARGV[1]: owner token  ARGV[2]: ttl in ms
 -- Takes a free lock; a lock the token already holds gets its ttl reset.
--- Returns 1 when the token holds the lock, else 0.
+-- Returns 1 when the token holds the lock, 2 when it took it from a holder that left it
+-- marked done (see LOCK_RELEASE), else 0.
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-if holder then
+if holder and holder ~= 'done' then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if holder then
+  return 2
+end
 return 1
 """
 
@@ -96,13 +100,22 @@ return 0
 """
 
 LOCK_RELEASE = """
--- KEYS[1]: lock key  ARGV[1]: owner token
--- Deletes the lock only while the token holds it. Returns 1 when deleted, else 0.
+-- KEYS[1]: lock key  ARGV[1]: owner token  ARGV[2]: ms to leave it marked done (0: none)
+-- Frees the lock only while the token holds it: deleted, or marked 'done' for ARGV[2] ms
+-- (free to take, and the next holder learns that work under it just finished).
+-- Returns 1 when freed, else 0.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if tonumber(ARGV[2] or '0') > 0 then
+    redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+    return 1
+  end
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
+
+
+_DONE = b"done"  # what a lock released as done holds (LOCK_RELEASE)
 
 
 class StoreError(Exception):
@@ -121,11 +134,14 @@ class LimitStore(Protocol):
 
     def rate_reserve(self, key: str, interval_us: int, longest_us: int) -> int: ...
 
-    def lock_acquire(self, key: str, token: str, ttl_ms: int) -> bool: ...
+    def lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
+        """1: the token holds the lock; 2: it does, taken from a holder that left it
+        marked done; 0: someone else holds it."""
 
     def lock_extend(self, key: str, token: str, ttl_ms: int) -> bool: ...
 
-    def lock_release(self, key: str, token: str) -> None: ...
+    def lock_release(self, key: str, token: str, done_ms: int = 0) -> None:
+        """Free the token's lock; with `done_ms`, leave it marked done that long."""
 
     def set(self, key: str, value: str, ttl_s: int) -> None: ...
 
@@ -171,14 +187,14 @@ class RedisStore:
     def rate_reserve(self, key: str, interval_us: int, longest_us: int) -> int:
         return int(self._do(self._rate, keys=[key], args=[interval_us, longest_us]))
 
-    def lock_acquire(self, key: str, token: str, ttl_ms: int) -> bool:
-        return self._do(self._acquire, keys=[key], args=[token, ttl_ms]) == 1
+    def lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
+        return int(self._do(self._acquire, keys=[key], args=[token, ttl_ms]))
 
     def lock_extend(self, key: str, token: str, ttl_ms: int) -> bool:
         return self._do(self._extend, keys=[key], args=[token, ttl_ms]) == 1
 
-    def lock_release(self, key: str, token: str) -> None:
-        self._do(self._release, keys=[key], args=[token])
+    def lock_release(self, key: str, token: str, done_ms: int = 0) -> None:
+        self._do(self._release, keys=[key], args=[token, done_ms])
 
     def set(self, key: str, value: str, ttl_s: int) -> None:
         self._do(self.client.set, key, value, ex=ttl_s)
@@ -254,15 +270,15 @@ class MemoryStore:
             self._put(key, str(after).encode(), (after - now_us) / 1_000_000 + 1.0)
             return wait
 
-    def lock_acquire(self, key: str, token: str, ttl_ms: int) -> bool:
+    def lock_acquire(self, key: str, token: str, ttl_ms: int) -> int:
         now = self._clock()
         value = token.encode()
         with self._guard:
             holder = self._live(key, now)
-            if holder is not None and holder != value:
-                return False
+            if holder is not None and holder not in (value, _DONE):
+                return 0
             self._put(key, value, ttl_ms / 1000)
-            return True
+            return 2 if holder == _DONE else 1
 
     def lock_extend(self, key: str, token: str, ttl_ms: int) -> bool:
         now = self._clock()
@@ -272,11 +288,14 @@ class MemoryStore:
             self._put(key, token.encode(), ttl_ms / 1000)
             return True
 
-    def lock_release(self, key: str, token: str) -> None:
+    def lock_release(self, key: str, token: str, done_ms: int = 0) -> None:
         now = self._clock()
         with self._guard:
             if self._live(key, now) == token.encode():
-                del self._values[key]
+                if done_ms > 0:
+                    self._put(key, _DONE, done_ms / 1000)
+                else:
+                    del self._values[key]
 
     def set(self, key: str, value: str, ttl_s: int) -> None:
         with self._guard:

@@ -248,6 +248,32 @@ def test_concurrent_copies_claim_each_blob_once():
         assert client.calls[("blob_put", f"{TGT}@{digest}")] == 1
 
 
+def test_a_transfer_that_looked_before_another_ended_looks_again(monkeypatch):
+    """Its look at the target (absent) came just before another transfer of the same blob
+    ended, its claim just after: the claim says so, it looks again and sends nothing."""
+    from regbot.copy import execute
+    from regbot.limits import Limits
+
+    client = FakeClient()
+    client.limits = Limits.in_memory()  # the real claims (FakeLimits knows no "done")
+    img = build_image(layers=1, layer_size=5000)
+    load(client, SRC, img, "v1")
+    plan = build_plan(client, R(SRC + ":v1"), R(TGT + ":v1"))
+    blob = next(u for u in plan.units if isinstance(u, BlobUnit))
+    assert execute_unit(client, blob).status == "copied"
+    looks = []
+    real = execute.blob_present
+
+    def stale_first_look(client, tgt, digest):
+        looks.append(digest)
+        return False if len(looks) == 1 else real(client, tgt, digest)
+
+    monkeypatch.setattr(execute, "blob_present", stale_first_look)
+    assert execute_unit(client, blob).status == "skipped"
+    assert len(looks) == 2  # looked again once the claim was had
+    assert client.calls[("blob_put", f"{TGT}@{blob.digest}")] == 1
+
+
 def test_index_refused_by_target_is_reported_with_its_error():
     client = FakeClient()
     client.strict_index = True

@@ -337,8 +337,9 @@ def test_rabbitmq_restarted_mid_transfer(tmp_path, registry, registry2, repo, cl
     assert "Worker exited" not in node.log_text() and node.alive()
 
 
-# REGBOT_FAULT_CUT_SECONDS=300 makes the network cut last five minutes (default 20 s).
-CUT_SECONDS = float(os.environ.get("REGBOT_FAULT_CUT_SECONDS") or 20)
+# REGBOT_FAULT_CUT_SECONDS=300 makes the network cut last five minutes (default 10 s:
+# twice the clients' 5 s timeouts).
+CUT_SECONDS = float(os.environ.get("REGBOT_FAULT_CUT_SECONDS") or 10)
 
 
 @pytest.mark.timeout(240 + 3 * CUT_SECONDS)

@@ -18,7 +18,7 @@ import redis
 from regbot.config import parse_config
 from regbot.engine import Engine
 from regbot.errors import LimitError, LimitTimeout, RegbotError
-from regbot.limits import Limits, store_from_url
+from regbot.limits import CLAIM_DONE_TTL, Limits, store_from_url
 from regbot.limitstore import MemoryStore, RedisStore
 from regbot.types.ratelimit import RateLimit
 from tests.support.registry import free_port
@@ -540,9 +540,20 @@ def test_blob_claim_second_waits_for_first(limits):
     assert claims["second"].waited
     assert claims["second"].digest == DIGEST and claims["second"].repo_key == "host/repo"
     assert [name for name, _ in sorted(events, key=lambda e: e[1])] == ["first-out", "second-in"]
-    # a later claim finds it free again
+    # a later claim finds it free again, and is told a transfer under it just ended (so
+    # it looks at the target again: it may have looked before that transfer ended)
     with limits.blob_claim("host/repo", DIGEST, timeout=0.2) as claim:
+        assert claim.waited
+
+
+def test_only_a_claim_that_ended_well_is_marked_done(limits, ops):
+    key = limits.keys.blob("host/repo", DIGEST)
+    with pytest.raises(RuntimeError), limits.blob_claim("host/repo", DIGEST):
+        raise RuntimeError("transfer failed")
+    assert ops.get(key) is None  # nothing to look again for
+    with limits.blob_claim("host/repo", DIGEST) as claim:
         assert not claim.waited
+    assert ops.get(key) == b"done" and 0 < ops.ttl(key) <= CLAIM_DONE_TTL
 
 
 def test_blob_claims_are_per_repo_and_digest(limits):
@@ -658,9 +669,12 @@ def test_keys_under_prefix_and_no_secrets(store, ops, prefix):
     assert {k.split(":")[1] for k in held} == {
         "slots", "rate", "lock", "blob", "once", "ratelimit"
     }
-    # released: slots, locks and claims are gone; only records that expire by design remain
+    # released: slots and locks are gone, the claim is a short "done" mark; only records
+    # that expire by design remain
     left = {k.split(":")[1] for k in limits.stored_keys()}
-    assert left == {"rate", "once", "ratelimit"}
+    assert left == {"rate", "once", "ratelimit", "blob"}
+    claim = limits.keys.blob(f"{HOST}/library/alpine", DIGEST)
+    assert ops.get(claim) == b"done" and ops.ttl(claim) <= CLAIM_DONE_TTL
 
 
 # --- several processes on a real redis-server ---------------------------------------------
