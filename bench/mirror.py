@@ -7,7 +7,7 @@ nodes against the Go regbot.
     python bench/mirror.py --profile /tmp/prof   # plus py-spy profiles of the embedded run
     python bench/mirror.py --req-concurrent 12   # past the default 3 requests in flight per
                                                  # registry (a cluster shares them)
-    python bench/mirror.py --no-spread           # clusters with defaults.spreadCopies: false
+    python bench/mirror.py --spread              # clusters with defaults.spreadCopies: true
 
 The source (a docker-registry on 127.0.0.1) holds R repositories of T tags; every tag is a
 single-platform image of its own: a config, a 64 KiB layer shared by every image of its
@@ -117,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--req-concurrent", type=int, metavar="N",
                         help="reqConcurrent of both registries, for every contender (default: "
                              "unset, 3; on a cluster it caps all nodes together)")
-    parser.add_argument("--no-spread", action="store_true",
-                        help="clusters keep small copies where the script runs "
-                             "(defaults.spreadCopies: false) instead of sending each to a node")
+    parser.add_argument("--spread", action="store_true",
+                        help="clusters send each small copy whole to a node "
+                             "(defaults.spreadCopies: true) instead of running it where the "
+                             "script runs")
     parser.add_argument("--go", help=GO_HELP)
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="also profile one cold embedded run with py-spy, files in DIR")
@@ -153,11 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"... {go.note}", file=sys.stderr, flush=True)
 
     with sigterm_as_interrupt(), \
-            Bench(go, contenders, args.req_concurrent, spread=not args.no_spread) as bench:
+            Bench(go, contenders, args.req_concurrent, spread=args.spread) as bench:
         mirror = bench.fill(repos, tags)
         runs = alternate(args.runs, contenders, bench.measure)
         profiles = bench.profile(py_spy, args.profile) if py_spy else []
-    report(mirror, runs, go, args.large, args.req_concurrent, spread=not args.no_spread)
+    report(mirror, runs, go, args.large, args.req_concurrent, spread=args.spread)
     for title, text in profiles:
         print(f"\n== profile: {title}\n{text}")
     return 0
@@ -191,7 +192,7 @@ class Bench:
     """Owns every process the benchmark starts; __exit__ stops them all."""
 
     def __init__(self, go: GoPeer, contenders: list[str], req_concurrent: int | None = None,
-                 *, spread: bool = True) -> None:
+                 *, spread: bool = False) -> None:
         self.go = go
         self.contenders = contenders
         self.req_concurrent = req_concurrent
@@ -225,7 +226,7 @@ class Bench:
     def config(self, label: str, target_host: str) -> Path:
         return write_config(self.tmp / f"{label}.yml", {SRC: self.src.host, DST: target_host},
                             {SCRIPT: self.script}, req_concurrent=self.req_concurrent,
-                            defaults=None if self.spread else {"spreadCopies": "false"})
+                            defaults={"spreadCopies": "true"} if self.spread else None)
 
     def measure(self, contender: str, n: int) -> Run:
         tgt = self.regs.start()
@@ -346,7 +347,7 @@ def check_mirrored(src: str, tgt: str, mirror: MirrorSet) -> None:
 
 
 def report(mirror: MirrorSet, runs: dict[str, list[Run]], go: GoPeer, large: bool,
-           req_concurrent: int | None = None, *, spread: bool = True) -> None:
+           req_concurrent: int | None = None, *, spread: bool = False) -> None:
     cpus = os.cpu_count() or 1
     repos = len(mirror.tags)
     print(f"\nmirror: {repos} repositories x {mirror.images // repos} tags = {mirror.images} "

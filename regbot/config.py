@@ -81,7 +81,7 @@ class Defaults:
     user_agent: str = DEFAULT_USER_AGENT
     copy_window: int = DEFAULT_COPY_WINDOW
     transfer_min: int = DEFAULT_TRANSFER_MIN
-    spread_copies: bool = True  # on a cluster, a small copy is sent whole to a node
+    spread_copies: bool = False  # on a cluster: send a small copy whole to a node
     sandbox: str = SANDBOX_FULL
 
 

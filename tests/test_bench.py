@@ -52,11 +52,11 @@ def test_vs_go_runs_every_section_without_the_go_regbot(tmp_path):
 
 def test_mirror_runs_embedded_and_on_a_one_node_cluster(tmp_path):
     proc = run_bench("mirror.py", "--repos", "2", "--tags", "2", "--nodes", "1",
-                     "--req-concurrent", "5", "--no-spread", "--go", str(tmp_path / "no-regbot"))
+                     "--req-concurrent", "5", "--spread", "--go", str(tmp_path / "no-regbot"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "2 repositories x 2 tags = 4 images, 10 blobs" in out
-    assert "reqConcurrent 5 per registry; small copies kept where the script runs" in out
+    assert "reqConcurrent 5 per registry; small copies sent whole to the nodes" in out
     for what in ("cold (4 copies):", "no-op (4 copies):"):
         table = out[out.index(what):].split("\n\n")[0]
         assert "\nembedded " in table and "\n1 node " in table

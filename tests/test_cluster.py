@@ -193,9 +193,9 @@ def run_quickstart(qs_world, nodeset_factory, broker_url: str, redis_url: str):
         in proc.stderr
     assert re.search(r'msg="Deleting ci-001 created on 2020-01-01T00:00:00Z" '
                      r'script="delete old builds"', proc.stderr)
-    # small images (no blob of defaults.transferMin): each copy went whole to a node, one
-    # bundle of units per copied image, none a round trip of its own
-    assert node1.transfers_done() + node2.transfers_done() == 9, nodes.logs()
+    # small images: every unit ran in the scripts' own processes, none took a round trip
+    # through the transfers queue (defaults.transferMin; spreadCopies is off by default)
+    assert node1.transfers_done() == node2.transfers_done() == 0, nodes.logs()
     # mirrored digest for digest; latest and stable kept on the pruned tags' digest
     for repo, tag in (("library/alpine", "3.20"), ("library/debian", "testing-20260501")):
         up = images.head_manifest(world.upstream_host, repo, tag)
@@ -379,14 +379,15 @@ def test_only_large_blobs_go_to_the_transfers_queue(tmp_path, registry, registry
     assert node.transfers_done() == 2, nodes.logs()
 
 
-def test_a_mirror_of_small_images_spreads_over_the_nodes(tmp_path, registry, registry2, repo,
-                                                        redis_db, nodeset_factory):
+def test_with_spread_copies_a_mirror_of_small_images_spreads_over_the_nodes(
+        tmp_path, registry, registry2, repo, redis_db, nodeset_factory):
     tags = [f"t{i}" for i in range(12)]
     script = (f'for _, t in ipairs(tag.ls("src.test/{repo}")) do\n'
               f'  image.copy("src.test/{repo}:" .. t, "dst.test/{repo}:" .. t)\nend')
     creds = [{"registry": "src.test", "hostname": registry.host, "tls": "disabled"},
              {"registry": "dst.test", "hostname": registry2.host, "tls": "disabled"}]
-    config = write_config(tmp_path / "regbot.yml", creds, {"mirror": script})
+    config = write_config(tmp_path / "regbot.yml", creds, {"mirror": script},
+                          spreadCopies="true")
     nodes = nodeset_factory(config, redis_db, redis_db)
     node1 = nodes.start("node1", transfers=1)
     node2 = nodes.start("node2", transfers=1)
@@ -410,10 +411,9 @@ def test_a_mirror_of_small_images_spreads_over_the_nodes(tmp_path, registry, reg
     assert again.returncode == 0 and "images=0 blobs-copied=0 " in again.stdout, again.stdout
     assert (node1.transfers_done(), node2.transfers_done()) == done
 
-    # spreadCopies: false keeps small copies in the script's own process
+    # by default (spreadCopies: false) small copies run in the script's own process
     write_config(config, creds, {"mirror": script.replace(f"dst.test/{repo}:",
-                                                          f"dst.test/{repo}-here:")},
-                 spreadCopies="false")
+                                                          f"dst.test/{repo}-here:")})
     here = nodes.once(timeout=120)
     assert here.returncode == 0 and "images=12 blobs-copied=36 " in here.stdout, here.stdout
     assert (node1.transfers_done(), node2.transfers_done()) == done

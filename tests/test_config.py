@@ -170,7 +170,7 @@ def test_all_default_keys():
           userAgent: my-bot/1.0
           copyWindow: 3
           transferMin: 4096
-          spreadCopies: false
+          spreadCopies: true
           sandbox: restricted
         """
     ).defaults
@@ -184,7 +184,7 @@ def test_all_default_keys():
         user_agent="my-bot/1.0",
         copy_window=3,
         transfer_min=4096,
-        spread_copies=False,
+        spread_copies=True,
         sandbox="restricted",
     )
 

@@ -518,7 +518,9 @@ def test_failed_units_come_back_with_their_own_error_type():
 # --- the executor in eager mode: same results as the local executor ------------------------
 
 
-def test_celery_and_local_executors_copy_alike(eager_app, worker_ctx, store, registry, repo):
+@pytest.mark.parametrize("spread", [False, True], ids=["units-here", "sent-whole"])
+def test_celery_and_local_executors_copy_alike(eager_app, worker_ctx, store, registry, repo,
+                                               spread):
     index = im.build_index(("linux/amd64", "linux/arm64"), layers=3, seed=71)
     im.push_image(registry.host, repo, index, tag="v1")
     client = worker_ctx.engine(eager_app).client
@@ -528,7 +530,7 @@ def test_celery_and_local_executors_copy_alike(eager_app, worker_ctx, store, reg
     recorder = Recorder()
     celery = copy_image(client, src, Reference.parse(f"dst.test/{repo}-celery:v1"),
                         CopyOptions(), progress=recorder,
-                        executor=CeleryExecutor(eager_app, Limits(store)))
+                        executor=CeleryExecutor(eager_app, Limits(store), spread_copies=spread))
     assert celery.to_dict() == local.to_dict()
     assert celery.blobs_copied == 8 and celery.manifests == 3  # 2 x (config + 3 layers)
     host2 = worker_ctx.config().creds[1].hostname
@@ -560,13 +562,15 @@ def test_a_failing_transfer_fails_with_the_units_error(eager_app, worker_ctx, st
         client = worker_ctx.engine(eager_app).client
         src = Reference.parse(f"src.test/{repo}:v1")
         errors = []
-        for name, executor in (("local", LocalExecutor()),
-                               ("celery", CeleryExecutor(eager_app, Limits(store)))):
+        for name, executor in (
+                ("local", LocalExecutor()),
+                ("celery", CeleryExecutor(eager_app, Limits(store))),
+                ("whole", CeleryExecutor(eager_app, Limits(store), spread_copies=True))):
             with pytest.raises(NotFound) as err:
                 copy_image(client, src, Reference.parse(f"dst.test/{repo}-{name}:v1"),
                            executor=executor)
             errors.append(str(err.value).replace(f"{repo}-{name}", "TARGET"))
-        assert errors[0] == errors[1]
+        assert errors[0] == errors[1] == errors[2]
         assert img.layers[1]["digest"] in errors[1]
     finally:
         front.stop()
@@ -862,7 +866,8 @@ def small_copy_units(size: int = 100, src: str = "src.test/r", tgt: str = "dst.t
 
 
 def test_a_small_copy_between_registries_goes_to_a_node_as_one_bundle(store):
-    executor = CeleryExecutor(FakeCluster(), Limits(store), transfer_min=1000)
+    executor = CeleryExecutor(FakeCluster(), Limits(store), transfer_min=1000,
+                              spread_copies=True)
     ctx = ExecContext(SimpleNamespace())  # a client here: units could run here
     bundle = executor.bundle(small_copy_units(), ctx)
     assert bundle is not None and executor.sends(bundle, ctx)
@@ -872,7 +877,8 @@ def test_a_small_copy_between_registries_goes_to_a_node_as_one_bundle(store):
     again = Unit.from_dict(json.loads(json.dumps(bundle.to_dict())))
     assert again == bundle
     # a large blob goes on its own (the small units run here); so does everything with
-    # spreadCopies off; a copy of manifests only, or into an OCI layout, stays here
+    # spreadCopies off (the default); a copy of manifests only, or into an OCI layout,
+    # stays here
     assert executor.bundle(small_copy_units(size=5000), ctx) is None
     assert executor.bundle(small_copy_units()[1:], ctx) is None
     layout = small_copy_units(size=5000, tgt="ocidir://out")
@@ -895,7 +901,8 @@ def test_a_bundles_result_reports_each_of_its_units(store):
                     "result": UnitResult.of_bundle(bundle, parts).to_dict()}
 
     recorder, counter = Recorder(), AggregatingListener()
-    executor = CeleryExecutor(BundleCluster(), Limits(store), poll_fallback=0.01)
+    executor = CeleryExecutor(BundleCluster(), Limits(store), poll_fallback=0.01,
+                              spread_copies=True)
     ctx = ExecContext(SimpleNamespace(), CompositeListener([counter, recorder]))
     results = executor.run(units, ctx)
     assert [(r.id, r.status) for r in results] == [("blob-1", "copied"), ("img", "pushed")]
