@@ -142,9 +142,10 @@ class TagUnit(ManifestUnit):
 
 @dataclass
 class BundleUnit(Unit):
-    """All the units of one small copy, run together by one node: a cluster sends a copy
-    with no blob of `transferMin` or more as one task (workers/executor.py), so the nodes
-    share a mirror of many small images and each pays one round trip, not one per unit.
+    """All the units of one small copy, run together by one node: with `spreadCopies` a
+    cluster sends a copy with no blob of `transferMin` or more as one task
+    (workers/executor.py), so the nodes share a mirror of many small images and each pays
+    one round trip, not one per unit.
 
     `src` and `tgt` name the repositories; `concurrency` is how many of the units run at
     once (the copy's own). Running it is running each unit, so it is idempotent as they are.
