@@ -4,13 +4,12 @@ It differs from regbot.copy's LocalExecutor only in how it fans out and waits. U
 in the script's own process (on the engine's client) unless they are blobs of at least
 `transfer_min` bytes: those are first checked on the target here (a HEAD; present means
 done, nothing dispatched) and else sent as `regbot.transfer` tasks to queue `transfers`,
-where any node takes them. A copy with no such blob (a small image) is sent whole instead,
-as one `units` bundle (regbot/copy/units.py) that a node runs with its own threads; so a
-mirror of many small images spreads over the nodes at one round trip per copy, and its
-big layers spread one by one (only with `spreadCopies: true`: by default small copies
-run here, which costs less CPU in all than a task per copy). A copy of
-only manifests and tags, and any copy into or out of an OCI layout (a directory of this
-machine), runs here.
+where any node takes them. By default a copy with no such blob (a small image) runs here
+in full: that costs the cluster less CPU than a task per copy. With `spreadCopies: true`
+it is sent whole instead, as one `units` bundle (regbot/copy/units.py) that a node runs
+with its own threads, so a mirror of many small images spreads over the nodes at one
+round trip per copy. A copy of only manifests and tags, and any copy into or out of an
+OCI layout (a directory of this machine), always runs here.
 
 A sent unit reports back by notification (workers/notify.py): started, bytes sent,
 finished or failed, pushed to this process's events list and handed to the waiting copy
