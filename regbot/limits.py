@@ -176,13 +176,15 @@ class Keys:
 class BlobClaim:
     """The right to transfer one digest into one repository.
 
-    `waited` is True when another holder had it first: the caller should re-check the
-    target (HEAD) and skip the transfer if it is there now.
+    `waited` is True when another holder had it first. `done` is True when the holder
+    before it (on any node) ended well within CLAIM_DONE_TTL: it transferred the digest
+    into the repository or found it there, so the blob is there now, no need to look.
     """
 
     repo_key: str
     digest: str
     waited: bool
+    done: bool = False
 
 
 class Limits:
@@ -217,11 +219,16 @@ class Limits:
         self._renewer = _Renewer(self.outage)
         self._wakeups = _Wakeups()
         self._gates = _LocalGates()
+        # Whether no other Limits shares the store (in_memory): then a slot is only this
+        # process's gate, with no token, lease or renewal in a store nobody else reads.
+        self._sole_user = False
 
     @classmethod
     def in_memory(cls, **kwargs) -> Limits:
         """Limits of this process alone (embedded runs)."""
-        return cls(MemoryStore(), **kwargs)
+        limits = cls(MemoryStore(), **kwargs)
+        limits._sole_user = True
+        return limits
 
     def __repr__(self) -> str:
         return f"Limits(store={self._where!r}, prefix={self.prefix!r})"
@@ -282,8 +289,8 @@ class Limits:
         another holder has it (until it releases or its lease lapses); the lease (`ttl`,
         default `claim_ttl`) is renewed while held. Raises LimitTimeout after `timeout`
         seconds of waiting. A claim whose body ended without an error stays marked done
-        for CLAIM_DONE_TTL: the next claimant's `waited` is True then too, so one that
-        looked at the target just before that transfer ended looks again."""
+        for CLAIM_DONE_TTL: the next claimant's `done` is True then, and it need not look
+        at the target."""
         name = f"{repo_key}@{digest}"
         lock = Lock(self, self.keys.blob(repo_key, digest), name, ttl or self.claim_ttl)
         deadline = _Deadline(timeout)
@@ -295,7 +302,7 @@ class Limits:
                     f"blob claim {name}: another transfer still held it after {timeout:g}s"
                 )
             lock.keep_alive()
-            yield BlobClaim(repo_key, digest, waited or lock.after_done)
+            yield BlobClaim(repo_key, digest, waited, lock.after_done)
             finished = True
         finally:
             lock.release(done_for=CLAIM_DONE_TTL if finished else 0)
@@ -390,6 +397,12 @@ class Limits:
         remaining = deadline.remaining()
         if not gate.acquire(timeout=None if remaining is None else max(0.0, remaining)):
             raise LimitTimeout(f"{what}: all {limit} taken for {deadline.timeout:g}s")
+        if self._sole_user:
+            try:
+                yield
+            finally:
+                gate.release()
+            return
         try:
             hold = _SlotHold(self, key, limit)
             try:

@@ -248,10 +248,10 @@ def test_concurrent_copies_claim_each_blob_once():
         assert client.calls[("blob_put", f"{TGT}@{digest}")] == 1
 
 
-def test_a_transfer_that_looked_before_another_ended_looks_again(monkeypatch):
-    """Its look at the target (absent) came just before another transfer of the same blob
-    ended, its claim just after: the claim says so, it looks again and sends nothing."""
-    from regbot.copy import execute
+def test_a_blob_just_transferred_into_the_repository_is_not_looked_at_again():
+    """A layer shared by the images of a mirror: once one copy sent it, the next copies'
+    claims are told so (a done mark, CLAIM_DONE_TTL) and neither HEAD nor send it; a
+    failed transfer leaves no mark, so the next one looks."""
     from regbot.limits import Limits
 
     client = FakeClient()
@@ -260,18 +260,19 @@ def test_a_transfer_that_looked_before_another_ended_looks_again(monkeypatch):
     load(client, SRC, img, "v1")
     plan = build_plan(client, R(SRC + ":v1"), R(TGT + ":v1"))
     blob = next(u for u in plan.units if isinstance(u, BlobUnit))
+    head = ("blob_head", f"{TGT}@{blob.digest}")
     assert execute_unit(client, blob).status == "copied"
-    looks = []
-    real = execute.blob_present
-
-    def stale_first_look(client, tgt, digest):
-        looks.append(digest)
-        return False if len(looks) == 1 else real(client, tgt, digest)
-
-    monkeypatch.setattr(execute, "blob_present", stale_first_look)
+    looked = client.calls[head]
     assert execute_unit(client, blob).status == "skipped"
-    assert len(looks) == 2  # looked again once the claim was had
+    assert client.calls[head] == looked  # not looked at again
     assert client.calls[("blob_put", f"{TGT}@{blob.digest}")] == 1
+
+    # a claim that ended in an error leaves no mark: the next claimant looks
+    repo_key = R(TGT + ":v1").name
+    with pytest.raises(RuntimeError), client.limits.blob_claim(repo_key, blob.digest):
+        raise RuntimeError("transfer failed")
+    assert execute_unit(client, blob).status == "skipped"
+    assert client.calls[head] == looked + 1
 
 
 def test_index_refused_by_target_is_reported_with_its_error():

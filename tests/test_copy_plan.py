@@ -389,6 +389,17 @@ def test_plan_round_trips_through_json():
     assert again.units[-1].raw == p.units[-1].raw
 
 
+def test_force_recursive_blobs_look_at_the_target_again_and_say_so_in_json():
+    client = FakeClient()
+    load(client, SRC, build_image(), "v1")
+    plain, forced = plan(client), plan(client, force_recursive=True)
+    assert not any(u.recheck for u in by_kind(plain, BlobUnit))
+    blobs = by_kind(forced, BlobUnit)
+    assert blobs and all(u.recheck for u in blobs)
+    again = Plan.from_dict(json.loads(json.dumps(forced.to_dict())))
+    assert all(u.recheck for u in by_kind(again, BlobUnit))
+
+
 def test_missing_source_names_the_reference():
     client = FakeClient()
     with pytest.raises(RegbotError, match=r"src\.example/app:nope"):

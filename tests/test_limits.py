@@ -120,6 +120,30 @@ def test_in_memory_limits_belong_to_one_engine():
     assert Engine.embedded(config).limits.shared is False
 
 
+def test_in_memory_slots_hold_their_limit_within_the_process():
+    """An embedded engine's slots are the process's own gate (no store round trip): the
+    same limit, time-out, release on error and per-host count as the shared ones."""
+    limits = Limits.in_memory()
+    seen = Occupancy()
+
+    def worker(i):
+        with limits.request_slot(HOST, 2, 0, timeout=5), seen:
+            time.sleep(0.05)
+
+    run_threads(worker, 8)
+    assert seen.most == 2 and seen.entries == 8
+    with limits.request_slot(HOST, 1, 0):
+        with pytest.raises(LimitTimeout, match=r"request slot for .*0\.2s"), \
+                limits.request_slot(HOST, 1, 0, timeout=0.2):
+            pytest.fail("entered a full slot")
+        with limits.request_slot("other.example", 1, 0, timeout=0.2):
+            pass  # counted per host
+    with pytest.raises(RuntimeError), limits.heavy_slot(1):
+        raise RuntimeError("copy failed")
+    with limits.heavy_slot(1, timeout=0.2):
+        pass  # given back when the body raised
+
+
 def test_store_from_url_settings(redis_server):
     client = store_from_url(redis_server.url, retries=4)
     try:
@@ -540,19 +564,20 @@ def test_blob_claim_second_waits_for_first(limits):
     assert claims["second"].waited
     assert claims["second"].digest == DIGEST and claims["second"].repo_key == "host/repo"
     assert [name for name, _ in sorted(events, key=lambda e: e[1])] == ["first-out", "second-in"]
-    # a later claim finds it free again, and is told a transfer under it just ended (so
-    # it looks at the target again: it may have looked before that transfer ended)
+    assert not claims["first"].done and claims["second"].done  # the first ended well
+    # a later claim finds it free again, and is told a claim under it just ended well
+    # (the blob is there: no need to look at the target)
     with limits.blob_claim("host/repo", DIGEST, timeout=0.2) as claim:
-        assert claim.waited
+        assert claim.done and not claim.waited
 
 
 def test_only_a_claim_that_ended_well_is_marked_done(limits, ops):
     key = limits.keys.blob("host/repo", DIGEST)
     with pytest.raises(RuntimeError), limits.blob_claim("host/repo", DIGEST):
         raise RuntimeError("transfer failed")
-    assert ops.get(key) is None  # nothing to look again for
+    assert ops.get(key) is None  # the next claimant must look at the target
     with limits.blob_claim("host/repo", DIGEST) as claim:
-        assert not claim.waited
+        assert not claim.waited and not claim.done
     assert ops.get(key) == b"done" and 0 < ops.ttl(key) <= CLAIM_DONE_TTL
 
 

@@ -152,12 +152,12 @@ def _run_blob(
             progress.finished(event)
         return UnitResult(unit.id, unit.kind, status, digest, sent)
 
-    if blob_present(client, tgt, digest):
-        return done(STATUS_SKIPPED)
-    # One transfer of a digest into a repository at a time, across threads, scripts and
-    # nodes: whoever waited re-checks and usually finds the blob there.
+    # One look at and transfer of a digest into a repository at a time, across threads,
+    # scripts and nodes. A claim left done (a transfer of it, or a look that found it,
+    # ended just now: a layer shared by the images of a mirror) saves the HEAD, unless
+    # the copy is to repair the target (forceRecursive).
     with _claim(client, tgt, digest, cancel) as claim:
-        if claim.waited and blob_present(client, tgt, digest):
+        if (claim.done and not unit.recheck) or blob_present(client, tgt, digest):
             return done(STATUS_SKIPPED)
         cancel.check(unit.describe())
         if src.scheme == tgt.scheme and src.host_key == tgt.host_key:

@@ -393,6 +393,7 @@ class _Planner:
             src=str(src.repo_only().with_digest(desc.digest)),
             tgt=str(tgt.repo_only().with_digest(desc.digest)),
             descriptor=desc.to_dict(),
+            recheck=self.options.force_recursive,
         )
         self.units.append(unit)
         self._blobs[key] = unit.id

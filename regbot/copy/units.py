@@ -64,12 +64,15 @@ class Unit:
 class BlobUnit(Unit):
     """Make the blob `descriptor` present in the target repository.
 
-    `src` and `tgt` are `<repository>@<digest>` reference strings.
+    `src` and `tgt` are `<repository>@<digest>` reference strings. With `recheck`
+    (forceRecursive), the target is looked at even when a transfer of the blob into it
+    ended just now: the copy is to repair what went missing since.
     """
 
     kind: ClassVar[str] = "blob"
 
     descriptor: dict[str, Any] = field(default_factory=dict)
+    recheck: bool = False
 
     @property
     def digest(self) -> str:
@@ -80,12 +83,16 @@ class BlobUnit(Unit):
         return int(self.descriptor.get("size", -1))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "descriptor": dict(self.descriptor)}
+        data = {**super().to_dict(), "descriptor": dict(self.descriptor)}
+        if self.recheck:
+            data["recheck"] = True
+        return data
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> BlobUnit:
         return cls(id=data["id"], src=data["src"], tgt=data["tgt"],
-                   deps=list(data.get("deps", [])), descriptor=dict(data["descriptor"]))
+                   deps=list(data.get("deps", [])), descriptor=dict(data["descriptor"]),
+                   recheck=bool(data.get("recheck", False)))
 
 
 @dataclass

@@ -70,7 +70,9 @@ class RateLimit:
 
 def _get(headers: Mapping[str, str], name: str) -> str:
     value = headers.get(name)
-    if value is None:
+    # A plain dict is searched whatever the case of its keys; response headers (urllib3's
+    # HTTPHeaderDict) are case-insensitive already, and looked through for every response.
+    if value is None and isinstance(headers, dict):
         lowered = name.lower()
         for key, item in headers.items():
             if key.lower() == lowered:

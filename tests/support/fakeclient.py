@@ -67,6 +67,7 @@ class FakeReader:
 class FakeClaim:
     def __init__(self) -> None:
         self.waited = False
+        self.done = False  # FakeLimits keeps no done marks: every claimant looks
 
 
 class FakeLimits:
