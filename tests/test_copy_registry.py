@@ -341,8 +341,10 @@ def test_each_byte_is_hashed_once_per_copy(registry, registry2, repo, monkeypatc
     assert layer <= hashed[0] < layer + 64 * 1024  # the layer once, plus config and manifest
 
 
-def test_corrupt_source_blob_fails_without_manifest(registry, registry2, repo):
-    img = build_image(layers=2, layer_size=100000)
+@pytest.mark.parametrize("layer_size", [100_000, 5 * 1024 * 1024],
+                         ids=["small", "read-ahead"])  # execute.READ_AHEAD_MIN: 4 MiB
+def test_corrupt_source_blob_fails_without_manifest(registry, registry2, repo, layer_size):
+    img = build_image(layers=2, layer_size=layer_size)
     push_image(registry.host, repo, img, "v1")
     bad = img.layers[0]["digest"]
     with FaultFront(registry) as front:

@@ -13,6 +13,7 @@ from regbot import metrics
 from regbot.copy.cancel import CancelToken
 from regbot.copy.errors import CopyCancelled, CopyError
 from regbot.copy.progress import ProgressEvent, ProgressListener
+from regbot.copy.readahead import read_ahead
 from regbot.copy.units import (
     STATUS_COPIED,
     STATUS_MOUNTED,
@@ -44,6 +45,7 @@ log = logging.getLogger("regbot.copy")
 DEFAULT_PROGRESS_INTERVAL = 0.5  # seconds between two bytes_done events of one blob
 UNIT_ATTEMPTS = 3  # tries of a unit failing with a transient error
 RETRY_BASE = 2.0  # seconds before the second try; doubled each time
+READ_AHEAD_MIN = 4 * 1024 * 1024  # blobs of this size or more are read ahead of their PUT
 
 
 def execute_unit(
@@ -222,6 +224,8 @@ class _Source(VerifiedOpener):
         if reader is None:
             reader = self.client.blob_get(self.src, self.desc.digest, self.desc.size,
                                           self.urls)
+        if self.desc.size >= READ_AHEAD_MIN:
+            return read_ahead(self._relay(reader))  # the GET and the PUT overlap
         return self._relay(reader)
 
     def _relay(self, reader: BlobReader) -> Iterator[bytes]:
