@@ -60,9 +60,12 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "regbot"
 DEFAULT_LEASE = 30.0  # seconds a slot outlives a holder that stopped renewing it
 DEFAULT_CLAIM_TTL = 300.0  # seconds a blob claim outlives a holder that stopped renewing it
-# Seconds a finished blob claim stays marked done (longer than any gap between a
-# transfer's look at the target and its claim).
+# Seconds a blob claim that ended well stays marked done: the next claimant of that digest
+# in that repository knows the blob is there without looking.
 CLAIM_DONE_TTL = 30.0
+# Seconds after a request slot was taken from a shared store during which this process's
+# threads hand it on to each other without giving it back (_Gate).
+HANDOFF_MAX = 0.25
 RENEWER_IDLE_EXIT = 30.0  # seconds the lease renewer thread waits for work before it exits
 RATELIMIT_TTL = 6 * 3600  # registries count pulls over 6 h windows (RateLimit-Limit w=21600)
 
@@ -395,31 +398,46 @@ class Limits:
         # without a round trip (a process never holds more than `limit` anyway).
         gate = self._gates.get(key, limit)
         remaining = deadline.remaining()
-        if not gate.acquire(timeout=None if remaining is None else max(0.0, remaining)):
+        entered, hold, orphans = gate.enter(None if remaining is None else max(0.0, remaining))
+        for spare in orphans:
+            self._give_back(spare)
+        if not entered:
             raise LimitTimeout(f"{what}: all {limit} taken for {deadline.timeout:g}s")
         if self._sole_user:
             try:
                 yield
             finally:
-                gate.release()
+                gate.leave(None)
             return
-        try:
-            hold = _SlotHold(self, key, limit)
+        if hold is None:
             try:
-                acquired = self._wait(hold.try_acquire, key, deadline)
+                hold = self._take_store_slot(key, limit, deadline, what)
             except BaseException:
-                hold.release()  # the script may have run before its reply was lost
+                gate.leave(None)
                 raise
-            if not acquired:
-                raise LimitTimeout(f"{what}: all {limit} taken for {deadline.timeout:g}s")
-            job = self._renewer.add(self.lease / 3, hold.renew)
-            try:
-                yield
-            finally:
-                self._renewer.remove(job)
-                hold.release()
+        try:
+            yield
         finally:
-            gate.release()
+            if not gate.leave(hold):
+                self._give_back(hold)
+
+    def _take_store_slot(self, key: str, limit: int, deadline: _Deadline,
+                         what: str) -> _SlotHold:
+        hold = _SlotHold(self, key, limit)
+        try:
+            acquired = self._wait(hold.try_acquire, key, deadline)
+        except BaseException:
+            hold.release()  # the script may have run before its reply was lost
+            raise
+        if not acquired:
+            raise LimitTimeout(f"{what}: all {limit} taken for {deadline.timeout:g}s")
+        hold.job = self._renewer.add(self.lease / 3, hold.renew)
+        return hold
+
+    def _give_back(self, hold: _SlotHold) -> None:
+        if hold.job is not None:
+            self._renewer.remove(hold.job)
+        hold.release()
 
     def _pace(self, host: str, per_sec: float, deadline: _Deadline) -> None:
         interval_us = max(1, round(1_000_000 / per_sec))
@@ -619,22 +637,70 @@ class _Deadline:
 
 
 class _LocalGates:
-    """Per semaphore key and limit, a semaphore of this process's threads (made afresh
-    in a forked child: a parent's thread may have held one at the fork)."""
+    """Per semaphore key and limit, the _Gate of this process's threads (made afresh in
+    a forked child: a parent's thread may have been inside one at the fork)."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._pid = os.getpid()
-        self._gates: dict[tuple[str, int], threading.Semaphore] = {}
+        self._gates: dict[tuple[str, int], _Gate] = {}
 
-    def get(self, key: str, limit: int) -> threading.Semaphore:
+    def get(self, key: str, limit: int) -> _Gate:
         with self._guard:
             if self._pid != os.getpid():
                 self._pid, self._gates = os.getpid(), {}
             gate = self._gates.get((key, limit))
             if gate is None:
-                gate = self._gates[(key, limit)] = threading.Semaphore(limit)
+                gate = self._gates[(key, limit)] = _Gate(limit)
             return gate
+
+
+class _Gate:
+    """This process's threads on one semaphore key: at most `limit` inside at once. A
+    thread leaving while others of this process wait hands its store slot to the next
+    one instead of giving it back (two store round trips saved per request: a mirror's
+    requests to one registry come back to back), for HANDOFF_MAX seconds after the slot
+    was taken from the store; then it goes back, and other nodes have their turn.
+
+    A handed-over slot (a spare) only exists while a thread waits here: whoever enters
+    next takes it, and when the last waiter gives up, the spares are returned as
+    orphans for the caller to give back."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._cond = threading.Condition()
+        self._inside = 0
+        self._waiting = 0
+        self._spares: list[_SlotHold] = []
+
+    def enter(self, timeout: float | None) -> tuple[bool, _SlotHold | None, list[_SlotHold]]:
+        """(entered, a spare slot to use if one was handed over, orphans to give back)."""
+        with self._cond:
+            entered = True
+            if self._inside >= self._limit:
+                self._waiting += 1
+                try:
+                    entered = self._cond.wait_for(lambda: self._inside < self._limit, timeout)
+                finally:
+                    self._waiting -= 1
+            hold = None
+            if entered:
+                self._inside += 1
+                hold = self._spares.pop() if self._spares else None
+            orphans: list[_SlotHold] = []
+            if self._spares and not self._waiting:
+                orphans, self._spares = self._spares, []
+            return entered, hold, orphans
+
+    def leave(self, hold: _SlotHold | None) -> bool:
+        """Leave; True when `hold` was handed over (kept in the store for the next)."""
+        with self._cond:
+            self._inside -= 1
+            handed = hold is not None and self._waiting > 0 and hold.fresh()
+            if handed:
+                self._spares.append(hold)
+            self._cond.notify()
+            return handed
 
 
 class _SlotHold:
@@ -648,9 +714,17 @@ class _SlotHold:
         self._token = uuid.uuid4().hex
         self._mutex = threading.Lock()
         self._released = False
+        self._lost = False
+        self.since = time.monotonic()  # when it was taken from the store
+        self.job: int | None = None  # its renewal
 
     def try_acquire(self) -> bool:
+        self.since = time.monotonic()
         return self._limits._semaphore_acquire(self._key, self._token, self._limit)
+
+    def fresh(self) -> bool:
+        """Whether another thread of this process may use it next (see _Gate)."""
+        return not self._lost and time.monotonic() - self.since < HANDOFF_MAX
 
     def renew(self) -> bool:
         with self._mutex:
@@ -658,6 +732,7 @@ class _SlotHold:
                 return False
             if self._limits._semaphore_acquire(self._key, self._token, self._limit):
                 return True
+            self._lost = True
         log.warning("lost a slot of %s: its lease ran out before renewal", self._key)
         return False
 

@@ -144,6 +144,90 @@ def test_in_memory_slots_hold_their_limit_within_the_process():
         pass  # given back when the body raised
 
 
+class CountingStore(MemoryStore):
+    """A shared memory store that counts the slot round trips its Limits make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acquires = 0
+
+    def semaphore_acquire(self, key, token, limit, lease_ms):
+        self.acquires += 1
+        return super().semaphore_acquire(key, token, limit, lease_ms)
+
+
+def test_a_process_hands_its_slots_on_between_its_threads():
+    """Back-to-back requests of many threads of one node: a slot goes from one thread to
+    the next without a store round trip (for HANDOFF_MAX), never more than the limit in
+    use, and every slot is back in the store once they are done."""
+    store = CountingStore()
+    node, other_node = Limits(store, "t"), Limits(store, "t")
+    seen = Occupancy()
+
+    def worker(i):
+        for _ in range(20):
+            with node.request_slot(HOST, 3, 0, timeout=10), seen:
+                time.sleep(0.001)
+
+    run_threads(worker, 8)
+    assert seen.most == 3 and seen.entries == 160
+    assert store.acquires < 80  # 160 without handing on
+    # nothing kept: another node takes all three at once
+    with other_node.request_slot(HOST, 3, 0, timeout=0.2), \
+            other_node.request_slot(HOST, 3, 0, timeout=0.2), \
+            other_node.request_slot(HOST, 3, 0, timeout=0.2):
+        pass
+
+
+def test_a_slot_handed_on_goes_back_to_the_store_after_handoff_max():
+    """Endless back-to-back demand on one node: each slot still goes back to the store
+    (a chance for other nodes) about every HANDOFF_MAX, and never more than the limit
+    is in use."""
+    from regbot.limits import HANDOFF_MAX
+
+    store = CountingStore()
+    busy = Limits(store, "t")
+    seen = Occupancy()
+    stop = threading.Event()
+
+    def hog(i):
+        while not stop.is_set():
+            with busy.request_slot(HOST, 2, 0, timeout=10), seen:
+                time.sleep(0.002)
+
+    threads = [threading.Thread(target=hog, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(5)
+    assert seen.most <= 2
+    # 2 slots for 1 s: taken from the store at least every HANDOFF_MAX (+ a request)
+    assert 2 * (1.0 / (HANDOFF_MAX + 0.05)) <= store.acquires < seen.entries / 4
+
+
+def test_a_slot_handed_to_a_waiter_that_gave_up_goes_back_to_the_store():
+    store = MemoryStore()
+    node, other = Limits(store, "t"), Limits(store, "t")
+    holding, waiter_gave_up = threading.Event(), threading.Event()
+
+    def holder():
+        with node.request_slot(HOST, 1, 0):
+            holding.set()
+            waiter_gave_up.wait(5)  # leaves while... the waiter is already gone
+
+    def waiter():
+        assert holding.wait(5)
+        with pytest.raises(LimitTimeout), node.request_slot(HOST, 1, 0, timeout=0.2):
+            pytest.fail("entered a full slot")
+        waiter_gave_up.set()
+
+    run_threads(lambda i: (holder if i == 0 else waiter)(), 2)
+    with other.request_slot(HOST, 1, 0, timeout=0.5):
+        pass  # the store has it back
+
+
 def test_store_from_url_settings(redis_server):
     client = store_from_url(redis_server.url, retries=4)
     try:
